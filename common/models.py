@@ -1,0 +1,147 @@
+"""Model specs -> (model, tokenizer).
+
+A spec is one of
+- 'tiny:llama' / 'tiny:bert': a random model of a few thousand parameters with a byte-level BPE tokenizer trained
+  on the project's sample data; built in about a second, for tests and install checks. Seeded, so every stage of a
+  run rebuilds the same base weights (checked through the fingerprint stored beside each adapter);
+- a local directory or a hub id (for users with internet), loaded with transformers' Auto classes.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+from transformers import (AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer, BertConfig,
+                          BertForSequenceClassification, LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast)
+
+ID2LABEL = {0: "not_humor", 1: "humor"}
+TINY_SEED = 1234  # fixed, so that 'tiny:llama' means the same weights in every stage
+
+
+def _tiny_tokenizer(vocab_size: int, specials: list[str], cls_sep: bool) -> PreTrainedTokenizerFast:
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+
+    from data.loaders import sample_texts
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)  # any text encodes: no unknown tokens
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=specials, show_progress=False,
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    tok.train_from_iterator(sample_texts(), trainer)
+    if cls_sep:
+        tok.post_processor = processors.TemplateProcessing(
+            single="<cls> $A <sep>", pair="<cls> $A <sep> $B <sep>",
+            special_tokens=[("<cls>", tok.token_to_id("<cls>")), ("<sep>", tok.token_to_id("<sep>"))])
+        return PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", cls_token="<cls>", sep_token="<sep>")
+    return PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", eos_token="<eos>", bos_token="<bos>")
+
+
+def _tiny_causal_lm():
+    tokenizer = _tiny_tokenizer(vocab_size=600, specials=["<pad>", "<eos>", "<bos>"], cls_sep=False)
+    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                         num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=512,  # ~60k params
+                         pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id,
+                         bos_token_id=tokenizer.bos_token_id, tie_word_embeddings=True)
+    with torch.random.fork_rng():
+        torch.manual_seed(TINY_SEED)
+        model = LlamaForCausalLM(config)
+    model.generation_config.eos_token_id = tokenizer.eos_token_id
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    return model, tokenizer
+
+
+def _tiny_classifier():
+    tokenizer = _tiny_tokenizer(vocab_size=500, specials=["<pad>", "<cls>", "<sep>"], cls_sep=True)
+    config = BertConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                        num_attention_heads=2, max_position_embeddings=256, pad_token_id=tokenizer.pad_token_id,
+                        num_labels=2, id2label=ID2LABEL, label2id={v: k for k, v in ID2LABEL.items()})  # ~40k params
+    with torch.random.fork_rng():
+        torch.manual_seed(TINY_SEED)
+        model = BertForSequenceClassification(config)
+    return model, tokenizer
+
+
+def ensure_pad_token(tokenizer, model) -> None:
+    """Give the tokenizer a pad token distinct from EOS.
+
+    With pad == eos, padding masks and label masks that go by token id also hide the EOS the model must learn to
+    emit, and the trained model never stops (SPEC section 2)."""
+    if tokenizer.pad_token is not None and tokenizer.pad_token_id != tokenizer.eos_token_id:
+        return
+    vocab = tokenizer.get_vocab()
+    for candidate in ("<|endoftext|>", "<pad>", "<|pad|>", "[PAD]", tokenizer.unk_token):
+        if candidate and candidate in vocab and vocab[candidate] != tokenizer.eos_token_id:
+            tokenizer.pad_token = candidate
+            break
+    else:
+        raise ValueError(f"tokenizer has no pad token distinct from its EOS {tokenizer.eos_token!r}; "
+                         "add one to the tokenizer (and resize the embeddings) before training")
+    model.config.pad_token_id = tokenizer.pad_token_id
+    if model.generation_config is not None:
+        model.generation_config.pad_token_id = tokenizer.pad_token_id
+
+
+def load_base_policy(spec: str):
+    """(model, tokenizer) for a causal LM spec, in fp32 on CPU (bf16 on GPU is the trainer's business)."""
+    if spec == "tiny:llama":
+        model, tokenizer = _tiny_causal_lm()
+    elif spec.startswith("tiny:"):
+        raise ValueError(f"unknown tiny model '{spec}'; valid: tiny:llama")
+    else:
+        tokenizer = AutoTokenizer.from_pretrained(spec)
+        model = AutoModelForCausalLM.from_pretrained(spec, dtype=torch.float32)
+    if tokenizer.eos_token_id is None:
+        raise ValueError(f"{spec}: tokenizer has no EOS token; generation could never stop")
+    ensure_pad_token(tokenizer, model)
+    tokenizer.padding_side = "left"  # generation appends on the right
+    return model, tokenizer
+
+
+def fingerprint(model) -> float:
+    """A cheap checksum of all weights, to detect an adapter loaded onto a different base."""
+    with torch.no_grad():
+        return float(sum(p.double().abs().sum() for p in model.parameters()))
+
+
+def save_lineage(directory: Path, base_spec: str, base_fingerprint: float, parents: list[str]) -> None:
+    (directory / "lineage.json").write_text(json.dumps(
+        {"base": base_spec, "base_fingerprint": base_fingerprint, "parents": parents}, indent=2))
+
+
+def load_policy(base_spec: str, adapters: list[str | Path] = ()):
+    """Base policy with the given LoRA adapters merged in order (SFT, then GRPO, ...).
+
+    Each adapter directory carries lineage.json naming its base; a mismatch is an error, not a silent garbage
+    model."""
+    from peft import PeftModel
+
+    model, tokenizer = load_base_policy(base_spec)
+    base_fp = fingerprint(model)
+    for adapter in adapters:
+        adapter = Path(adapter)
+        lineage_file = adapter / "lineage.json"
+        if not lineage_file.is_file():
+            raise FileNotFoundError(f"{adapter}: not an adapter written by this project (no lineage.json)")
+        lineage = json.loads(lineage_file.read_text())
+        if lineage["base"] != base_spec or abs(lineage["base_fingerprint"] - base_fp) > 1e-6 * max(1.0, base_fp):
+            raise ValueError(f"{adapter}: trained on base '{lineage['base']}' (fingerprint {lineage['base_fingerprint']:.6g}), "
+                             f"but the base given is '{base_spec}' (fingerprint {base_fp:.6g})")
+        model = PeftModel.from_pretrained(model, str(adapter)).merge_and_unload()
+    return model, tokenizer
+
+
+def load_classifier(spec: str, num_labels: int = 2):
+    """(model, tokenizer) for a sequence-classification backbone or a trained reward model directory."""
+    if spec == "tiny:bert":
+        return _tiny_classifier()
+    if spec.startswith("tiny:"):
+        raise ValueError(f"unknown tiny model '{spec}'; valid: tiny:bert")
+    tokenizer = AutoTokenizer.from_pretrained(spec)
+    model = AutoModelForSequenceClassification.from_pretrained(
+        spec, num_labels=num_labels, id2label=ID2LABEL, label2id={v: k for k, v in ID2LABEL.items()})
+    if tokenizer.pad_token is None:
+        raise ValueError(f"{spec}: classifier tokenizer has no pad token")
+    return model, tokenizer

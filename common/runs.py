@@ -1,0 +1,116 @@
+"""What every stage does around its training: its own directory, resume, TensorBoard, atomic writes,
+the update check, summary.json and report.md."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import yaml
+
+from common.config import to_dict
+
+
+def set_seed(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def prepare_stage_dir(config, stage: str) -> tuple[Path, str | None]:
+    """Create the stage directory; refuse to overwrite a finished run; find the checkpoint to resume from."""
+    out = config.stage_dir(stage)
+    if (out / "summary.json").exists():
+        raise FileExistsError(f"{out} holds a finished '{stage}' run (summary.json exists); a run never overwrites "
+                              f"another: pick a new --run_name or --output_dir, or delete {out}")
+    checkpoints = sorted(out.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[-1])) if out.exists() else []
+    resume = str(checkpoints[-1]) if checkpoints else None
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out / "config.yaml", yaml.safe_dump(to_dict(config), sort_keys=False, allow_unicode=True))
+    if resume:
+        print(f"[{stage}] resuming from {resume}")
+    return out, resume
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def save_atomically(directory: Path, save_fn) -> None:
+    """save_fn(tmp_dir) writes a model folder; it becomes `directory` only once complete."""
+    tmp = directory.with_name(directory.name + ".tmp")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    save_fn(tmp)
+    if directory.exists():
+        shutil.rmtree(directory)
+    os.replace(tmp, directory)
+
+
+def tensorboard_callback(stage_dir: Path):
+    """TensorBoard events in <stage_dir>/tb (transformers 5 has no logging_dir argument)."""
+    from torch.utils.tensorboard import SummaryWriter
+    from transformers.integrations import TensorBoardCallback
+
+    return TensorBoardCallback(tb_writer=SummaryWriter(log_dir=str(stage_dir / "tb")))
+
+
+def log_scalars(stage_dir: Path, scalars: dict[str, float], step: int) -> None:
+    """Scalars measured after training (held-out metrics, stop rate) into the stage's TensorBoard directory.
+    (The Trainer's TensorBoard callback closes its writer at the end of training.)"""
+    from torch.utils.tensorboard import SummaryWriter
+
+    with SummaryWriter(log_dir=str(stage_dir / "tb")) as writer:
+        for tag, value in scalars.items():
+            writer.add_scalar(tag, value, step)
+
+
+# ---------------------------------------------------------------- update check (SPEC section 2)
+
+def trainable_snapshot(model) -> dict[str, torch.Tensor]:
+    return {n: p.detach().float().clone() for n, p in model.named_parameters() if p.requires_grad}
+
+
+def check_weights_moved(model, before: dict[str, torch.Tensor], stage: str, steps: int) -> dict:
+    """Compare trainable parameters with their snapshot; raise if none changed.
+
+    A stage that changes nothing (lr 0, frozen adapters, an accelerator that trains a copy) otherwise looks
+    like a finished run: the seed's PPO run went unnoticed until perplexities matched."""
+    if not before:
+        raise RuntimeError(f"{stage}: the model has no trainable parameters (LoRA not attached?)")
+    after = dict(model.named_parameters())
+    moved, max_abs, sq_diff, sq_norm = [], 0.0, 0.0, 0.0
+    for name, p0 in before.items():
+        p1 = after[name].detach().float()
+        diff = (p1 - p0).abs()
+        max_abs = max(max_abs, float(diff.max()))
+        sq_diff += float((diff ** 2).sum())
+        sq_norm += float((p0 ** 2).sum())
+        if not torch.equal(p1, p0):
+            moved.append(name)
+    stats = {"weights_moved": bool(moved), "moved_tensors": len(moved), "trainable_tensors": len(before),
+             "max_abs_diff": max_abs, "relative_change": (sq_diff ** 0.5) / max(sq_norm ** 0.5, 1e-12)}
+    if not moved:
+        raise RuntimeError(f"{stage}: no trainable parameter changed in {steps} steps. Usual causes: learning "
+                           f"rate 0, adapters frozen or not attached, an accelerator training a copy of the model, "
+                           f"all losses masked out. Figures: {stats}")
+    print(f"[{stage}] weights moved: {len(moved)}/{len(before)} trainable tensors, max |diff| {max_abs:.3g}, "
+          f"relative change {stats['relative_change']:.3g}")
+    return stats
+
+
+def finish_stage(stage_dir: Path, stage: str, summary: dict, report_lines: list[str], started: float) -> dict:
+    summary = {"stage": stage, "wall_time_s": round(time.time() - started, 1), **summary}
+    atomic_write_text(stage_dir / "summary.json", json.dumps(summary, indent=2, ensure_ascii=False, default=str))
+    header = [f"# {stage}: {stage_dir}", "", f"wall time: {summary['wall_time_s']} s", ""]
+    atomic_write_text(stage_dir / "report.md", "\n".join(header + report_lines) + "\n")
+    print(f"[{stage}] done in {summary['wall_time_s']} s -> {stage_dir}/summary.json")
+    return summary

@@ -1,0 +1,147 @@
+"""The configuration of every stage, as dataclasses that document themselves.
+
+Shared groups (run/data, policy, reward) are small base classes; each stage's `*Args` combines the groups it
+uses and adds its own optimisation settings. YAML presets in `configs/` set these fields by name.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+SEED_REWARD_WEIGHTS = {
+    # SPEC section 1, the seed's formula. A *_penalty gets a negative weight.
+    "headline": {"rm_reward": 0.75, "length_reward": 0.20, "repetition_penalty": -0.15},
+    "words": {"rm_reward": 0.55, "coverage_reward": 0.25, "length_reward": 0.15, "repetition_penalty": -0.10},
+}
+
+
+@dataclass
+class RunArgs:
+    """Where a run writes and which data it reads."""
+
+    run_name: str = field(default="default", metadata={"help": "Name of the run: outputs go to <runs_dir>/<run_name>/<stage>/."})
+    runs_dir: str = field(default="runs", metadata={"help": "Parent directory of all runs."})
+    output_dir: str | None = field(default=None, metadata={"help": "This stage's output directory. None: <runs_dir>/<run_name>/<stage>."})
+    seed: int = field(default=42, metadata={"help": "Seed for data splits, initialisation and sampling."})
+    data_dir: str | None = field(default=None, metadata={"help": "Directory holding the real data sets (../shared/data layout). "
+                                 "Needed by every source except 'sample', which ships with the project."})
+    langs: list[str] = field(default_factory=lambda: ["en"], metadata={"help": "Languages to keep from the sources (en, zh, es)."})
+    labeled_sources: list[str] = field(default_factory=lambda: ["sample"], metadata={
+        "help": "Labeled humor sets (RM data; their jokes are SFT targets): sample, colbert, ccl2019, haha2021."})
+    prompt_sources: list[str] = field(default_factory=lambda: ["sample"], metadata={
+        "help": "Task prompt sets (RL prompts, held-out evaluation prompts): sample, mwahaha_test, mwahaha_dev."})
+    max_rows_per_source: int | None = field(default=None, metadata={"help": "Keep at most this many rows of each source (seeded sample). None: all."})
+    eval_prompts: int = field(default=8, metadata={"help": "Prompts held out of training for evaluation samples (stop rate, examples)."})
+
+    def stage_dir(self, stage: str) -> Path:
+        return Path(self.output_dir) if self.output_dir else Path(self.runs_dir) / self.run_name / stage
+
+    def previous_stage_dir(self, stage: str) -> Path:
+        return Path(self.runs_dir) / self.run_name / stage
+
+
+@dataclass
+class PolicyArgs:
+    """The causal LM policy, its LoRA and how it samples."""
+
+    policy_model: str = field(default="tiny:llama", metadata={
+        "help": "Base causal LM: a local directory, a hub id, or 'tiny:llama' (random, built in seconds, for tests)."})
+    lora_r: int = field(default=16, metadata={"help": "LoRA rank."})
+    lora_alpha: int = field(default=32, metadata={"help": "LoRA alpha (scale = alpha / r)."})
+    lora_dropout: float = field(default=0.05, metadata={"help": "LoRA dropout."})
+    lora_target_modules: str | list[str] = field(default="all-linear", metadata={"help": "Modules that get LoRA adapters (PEFT syntax)."})
+    max_new_tokens: int = field(default=128, metadata={"help": "Longest completion sampled; a completion that reaches it did not stop (no EOS)."})
+    temperature: float = field(default=0.9, metadata={"help": "Sampling temperature (seeds: 0.8-0.95)."})
+    top_p: float = field(default=0.95, metadata={"help": "Nucleus sampling mass."})
+    max_prompt_tokens: int = field(default=128, metadata={"help": "Prompts are truncated on the left to this many tokens."})
+
+
+@dataclass
+class RewardArgs:
+    """The composite reward: components, their parameters and per-prompt-type weights."""
+
+    reward_model: str | None = field(default=None, metadata={
+        "help": "Trained humor classifier directory. None: <runs_dir>/<run_name>/rm/final."})
+    reward_weights: dict = field(default_factory=lambda: {k: dict(v) for k, v in SEED_REWARD_WEIGHTS.items()}, metadata={
+        "help": "Per prompt type, component name -> weight. Total = sum of weight * component. "
+                "Default: the seed's formula (SPEC section 1)."})
+    length_window: dict = field(default_factory=lambda: {"en": [6, 40], "es": [6, 40], "zh": [10, 80]}, metadata={
+        "help": "Per language, [lo, hi] length that scores 1.0 (words for en/es, characters for zh)."})
+    repetition_ngram: int = field(default=3, metadata={"help": "n of the n-grams counted by repetition_penalty (words; characters for zh)."})
+    rm_batch_size: int = field(default=32, metadata={"help": "Texts per reward-model forward pass."})
+    rm_max_length: int = field(default=256, metadata={"help": "Reward-model input truncation, in its own tokens."})
+
+    def reward_model_dir(self) -> Path:
+        return Path(self.reward_model) if self.reward_model else Path(self.runs_dir) / self.run_name / "rm" / "final"
+
+    def __post_init__(self):
+        for prompt_type, weights in self.reward_weights.items():
+            if prompt_type not in ("headline", "words"):
+                raise ValueError(f"reward_weights: unknown prompt type '{prompt_type}' (headline, words)")
+            if not isinstance(weights, dict) or not weights:
+                raise ValueError(f"reward_weights.{prompt_type}: must map component names to weights, got {weights!r}")
+
+
+@dataclass
+class TrainArgs:
+    """Optimisation settings shared by the training stages."""
+
+    learning_rate: float = field(default=2e-4, metadata={"help": "Peak learning rate."})
+    max_steps: int = field(default=20, metadata={"help": "Optimizer steps (overrides epochs)."})
+    batch_size: int = field(default=8, metadata={"help": "Examples per optimizer step (per device)."})
+    logging_steps: int = field(default=1, metadata={"help": "Log to TensorBoard every N steps."})
+    save_steps: int = field(default=50, metadata={"help": "Write a checkpoint every N steps (the run resumes from the last one)."})
+    warmup_steps: int = field(default=0, metadata={"help": "Linear warm-up steps."})
+
+
+@dataclass
+class SFTArgs(TrainArgs, PolicyArgs, RunArgs):
+    """Supervised fine-tuning of the LoRA policy on prompt -> joke, with an explicit EOS on every target."""
+
+    max_length: int = field(default=256, metadata={"help": "Prompt + joke tokens; longer examples are truncated."})
+    sample_prompts: int = field(default=8, metadata={"help": "Held-out prompts sampled after training to measure the stop rate."})
+
+
+@dataclass
+class RMArgs(TrainArgs, RunArgs):
+    """Binary humor classifier (text -> P(humor)) trained with transformers' Trainer."""
+
+    rm_backbone: str = field(default="tiny:bert", metadata={
+        "help": "Encoder to fine-tune as a 2-label classifier: a local directory, a hub id "
+                "(microsoft/deberta-v3-base, ...) or 'tiny:bert' (random, for tests)."})
+    with_prompt: bool = field(default=False, metadata={"help": "Train on prompt + text instead of text alone (the seeds did both)."})
+    test_size: float = field(default=0.1, metadata={"help": "Stratified held-out share for accuracy/precision/recall/F1/ROC-AUC."})
+    max_length: int = field(default=128, metadata={"help": "Classifier input truncation in tokens."})
+    eval_batch_size: int = field(default=64, metadata={"help": "Batch size for held-out evaluation."})
+
+
+@dataclass
+class GRPOArgs(TrainArgs, RewardArgs, PolicyArgs, RunArgs):
+    """GRPO (TRL GRPOTrainer) of the SFT policy against the composite reward."""
+
+    sft_adapter: str | None = field(default=None, metadata={
+        "help": "SFT LoRA adapter to start from (merged into the base, so the KL reference is the SFT policy). "
+                "None: <runs_dir>/<run_name>/sft/final."})
+    num_generations: int = field(default=4, metadata={"help": "Group size G: completions per prompt."})
+    kl_beta: float = field(default=0.04, metadata={
+        "help": "Weight of the per-token KL to the SFT reference. 0 loads no reference; too small lets the policy "
+                "collapse onto a reward hack, too large stops learning."})
+    loss_type: str = field(default="dapo", metadata={"help": "TRL GRPO loss aggregation: grpo, dapo, dr_grpo, bnpo."})
+    epsilon: float = field(default=0.2, metadata={"help": "PPO-style clip range of the importance ratio."})
+
+    def __post_init__(self):
+        RewardArgs.__post_init__(self)
+        if self.num_generations < 2:
+            raise ValueError(f"GRPO needs num_generations >= 2 to form a group, got {self.num_generations}")
+        if self.batch_size % self.num_generations:
+            raise ValueError(f"batch_size ({self.batch_size}) must be a multiple of num_generations "
+                             f"({self.num_generations}): each step takes whole groups")
+
+
+@dataclass
+class ScoreArgs(RewardArgs, RunArgs):
+    """Score texts with every reward component and the composite total (reward/score.py)."""
+
+
+STAGE_CONFIGS = {"sft": SFTArgs, "rm": RMArgs, "grpo": GRPOArgs, "score": ScoreArgs}

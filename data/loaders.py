@@ -1,0 +1,220 @@
+"""Row types and loaders for the humor data sets.
+
+Real sets are read from a data directory given by configuration (the ../shared/data layout, see SOURCES.md
+there); the project's own sample set in data/sample/ needs nothing else. A bad row raises an error naming the
+file, the line and what is wrong.
+"""
+
+from __future__ import annotations
+
+import csv
+import random
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+SAMPLE_DIR = Path(__file__).parent / "sample"
+LANGS = ("en", "es", "zh")
+csv.field_size_limit(sys.maxsize)
+
+
+@dataclass(frozen=True)
+class LabeledText:
+    """A text labeled humor (1) or not humor (0)."""
+    text: str
+    label: int
+    lang: str
+    source: str
+    id: str
+
+
+@dataclass(frozen=True)
+class TaskPrompt:
+    """A generation task: write a joke about `headline` (prompt_type 'headline') or containing both `words`."""
+    id: str
+    lang: str
+    prompt_type: str
+    headline: str | None = None
+    words: tuple[str, str] | None = None
+
+
+@dataclass(frozen=True)
+class Demonstration:
+    """A (task, joke) pair for SFT."""
+    task: TaskPrompt
+    joke: str
+
+
+def _rows(path: Path, delimiter: str = ",", quoting: int = csv.QUOTE_MINIMAL, required: tuple[str, ...] = ()):
+    """Yield (line number, row dict); check the header has the required columns."""
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: file not found (is --data_dir right?)")
+    with path.open(encoding="utf-8-sig", newline="") as f:
+        reader = csv.DictReader(f, delimiter=delimiter, quoting=quoting)
+        missing = [c for c in required if c not in (reader.fieldnames or [])]
+        if missing:
+            raise ValueError(f"{path}: missing column(s) {missing}; header is {reader.fieldnames}")
+        for row in reader:
+            if None in row:  # more fields than the header: a stray delimiter
+                raise ValueError(f"{path}:{reader.line_num}: {len(row) - 1 + len(row[None])} fields, header has "
+                                 f"{len(reader.fieldnames)} (stray delimiter?)")
+            yield reader.line_num, {k: (v.strip() if isinstance(v, str) else v) for k, v in row.items()}
+
+
+def _label(value, path: Path, line: int, column: str, true_values=("1", "true"), false_values=("0", "false")) -> int:
+    v = (value or "").strip().lower()
+    if v in true_values:
+        return 1
+    if v in false_values:
+        return 0
+    raise ValueError(f"{path}:{line}: '{column}' must be 0 or 1 (or True/False), got {value!r}")
+
+
+def _text(value, path: Path, line: int, column: str) -> str:
+    if value is None or not value.strip():
+        raise ValueError(f"{path}:{line}: '{column}' is empty")
+    return value.strip()
+
+
+def read_labeled_table(path: Path, text_col: str, label_col: str, lang: str, source: str,
+                       delimiter: str = ",", id_col: str | None = None) -> list[LabeledText]:
+    out = []
+    for line, row in _rows(path, delimiter, required=(text_col, label_col)):
+        out.append(LabeledText(text=_text(row[text_col], path, line, text_col),
+                               label=_label(row[label_col], path, line, label_col), lang=lang, source=source,
+                               id=(row.get(id_col) or str(line)) if id_col else f"{source}:{line}"))
+    return out
+
+
+# ---------------------------------------------------------------- labeled sources
+
+def load_sample_labeled(data_dir: Path | None = None) -> list[LabeledText]:
+    path = SAMPLE_DIR / "labeled.tsv"
+    out = []
+    for line, row in _rows(path, "\t", csv.QUOTE_NONE, required=("lang", "label", "text")):
+        if row["lang"] not in LANGS:
+            raise ValueError(f"{path}:{line}: 'lang' must be one of {LANGS}, got {row['lang']!r}")
+        out.append(LabeledText(_text(row["text"], path, line, "text"), _label(row["label"], path, line, "label"),
+                               row["lang"], "sample", f"sample:{line}"))
+    return out
+
+
+def load_colbert(data_dir: Path) -> list[LabeledText]:
+    """ColBERT (en): jokes vs news headlines; columns text, humor (True/False)."""
+    return read_labeled_table(data_dir / "colbert_humor" / "dev.csv", "text", "humor", "en", "colbert")
+
+
+def load_ccl2019(data_dir: Path) -> list[LabeledText]:
+    """CCL2019 task 1 (zh) training file; columns id, joke, label."""
+    return read_labeled_table(data_dir / "ccl2019_chinese_humor" / "task1" / "task1_train.csv",
+                              "joke", "label", "zh", "ccl2019", id_col="id")
+
+
+def load_haha2021(data_dir: Path) -> list[LabeledText]:
+    """HAHA 2021 (es) training file; columns id, text, is_humor."""
+    return read_labeled_table(data_dir / "haha2021" / "haha_2021_train.csv", "text", "is_humor", "es", "haha2021",
+                              id_col="id")
+
+
+LABELED_SOURCES = {"sample": load_sample_labeled, "colbert": load_colbert, "ccl2019": load_ccl2019,
+                   "haha2021": load_haha2021}
+
+
+# ---------------------------------------------------------------- task prompts (MWAHAHA task-a format)
+
+def read_task_tsv(path: Path) -> list[TaskPrompt]:
+    """MWAHAHA task-a inputs: id, word1, word2, headline; '-' marks the unused fields. Quoting is off: headlines
+    hold unbalanced '"'. The language is the id's prefix (en_0001)."""
+    out = []
+    for line, row in _rows(path, "\t", csv.QUOTE_NONE, required=("id", "word1", "word2", "headline")):
+        pid = _text(row["id"], path, line, "id")
+        lang = pid.split("_")[0]
+        if lang not in LANGS:
+            raise ValueError(f"{path}:{line}: id {pid!r} does not start with a language prefix {LANGS}")
+        used = {k: row[k] for k in ("word1", "word2", "headline") if row[k] and row[k] != "-"}
+        if set(used) == {"headline"}:
+            out.append(TaskPrompt(pid, lang, "headline", headline=used["headline"]))
+        elif set(used) == {"word1", "word2"}:
+            out.append(TaskPrompt(pid, lang, "words", words=(used["word1"], used["word2"])))
+        else:
+            raise ValueError(f"{path}:{line}: need either a headline or both words ('-' for unused), "
+                             f"got fields {sorted(used) or 'none'}")
+    return out
+
+
+def load_sample_prompts(data_dir: Path | None = None) -> list[TaskPrompt]:
+    return read_task_tsv(SAMPLE_DIR / "prompts.tsv")
+
+
+def load_mwahaha_test(data_dir: Path) -> list[TaskPrompt]:
+    return [p for lang in LANGS for p in read_task_tsv(data_dir / "mwahaha" / "test" / f"task-a-{lang}.tsv")]
+
+
+def load_mwahaha_dev(data_dir: Path) -> list[TaskPrompt]:
+    return [p for lang in ("en", "es") for p in read_task_tsv(data_dir / "mwahaha" / "dev" / f"task-a-{lang}.tsv")]
+
+
+PROMPT_SOURCES = {"sample": load_sample_prompts, "mwahaha_test": load_mwahaha_test, "mwahaha_dev": load_mwahaha_dev}
+
+
+# ---------------------------------------------------------------- selection
+
+def _select(loaders: dict, sources: list[str], data_dir, langs, max_rows_per_source, seed, kind: str) -> list:
+    unknown = [s for s in sources if s not in loaders]
+    if unknown:
+        raise ValueError(f"unknown {kind} source(s) {unknown}; valid: {sorted(loaders)}")
+    bad_langs = [l for l in langs if l not in LANGS]
+    if bad_langs:
+        raise ValueError(f"unknown language(s) {bad_langs}; valid: {LANGS}")
+    rows = []
+    for source in sources:
+        if source != "sample" and data_dir is None:
+            raise ValueError(f"{kind} source '{source}' needs --data_dir (the directory holding the real data sets)")
+        found = [r for r in loaders[source](Path(data_dir) if data_dir else None) if r.lang in langs]
+        if max_rows_per_source is not None and len(found) > max_rows_per_source:
+            found = random.Random(seed).sample(found, max_rows_per_source)
+        rows += found
+    if not rows:
+        raise ValueError(f"no {kind} rows in sources {sources} for languages {langs}")
+    return rows
+
+
+def load_labeled(sources, data_dir=None, langs=LANGS, max_rows_per_source=None, seed=0) -> list[LabeledText]:
+    return _select(LABELED_SOURCES, sources, data_dir, langs, max_rows_per_source, seed, "labeled")
+
+
+def load_prompts(sources, data_dir=None, langs=LANGS, max_rows_per_source=None, seed=0) -> list[TaskPrompt]:
+    return _select(PROMPT_SOURCES, sources, data_dir, langs, max_rows_per_source, seed, "prompt")
+
+
+def split_prompts(prompts: list[TaskPrompt], n_eval: int, seed: int) -> tuple[list[TaskPrompt], list[TaskPrompt]]:
+    """(train, held-out): a seeded shuffle, the held-out share keeping both prompt types when it can."""
+    shuffled = random.Random(seed).sample(prompts, len(prompts))
+    by_type = {t: [p for p in shuffled if p.prompt_type == t] for t in ("words", "headline")}
+    held = []
+    while len(held) < min(n_eval, len(prompts) - 1):
+        for t in ("words", "headline"):
+            if by_type[t] and len(held) < n_eval:
+                held.append(by_type[t].pop(0))
+    held_ids = {p.id for p in held}
+    return [p for p in shuffled if p.id not in held_ids], held
+
+
+def load_headline_demonstrations(langs=LANGS) -> list[Demonstration]:
+    """Hand-written (headline, joke) pairs shipped with the sample set."""
+    path = SAMPLE_DIR / "headline_jokes.tsv"
+    out = []
+    for line, row in _rows(path, "\t", csv.QUOTE_NONE, required=("lang", "headline", "joke")):
+        if row["lang"] in langs:
+            task = TaskPrompt(f"sample_headline:{line}", row["lang"], "headline",
+                              headline=_text(row["headline"], path, line, "headline"))
+            out.append(Demonstration(task, _text(row["joke"], path, line, "joke")))
+    return out
+
+
+def sample_texts() -> list[str]:
+    """Every text of the sample set: the corpus of the tiny test tokenizers."""
+    texts = [r.text for r in load_sample_labeled()]
+    texts += [p.headline or " ".join(p.words) for p in load_sample_prompts()]
+    texts += [d.joke for d in load_headline_demonstrations()]
+    return texts

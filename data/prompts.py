@@ -1,0 +1,128 @@
+"""Prompt templates (SPEC section 3, seed 002) and the two-words prompt built from a joke.
+
+>>> prompt_text(TaskPrompt("en_1", "en", "words", words=("cactus", "lawsuit")))
+'Write a funny text in English that uses the following two words:\\n\\nWords: cactus, lawsuit\\n\\nFunny text:'
+>>> pick_two_words("I told my cactus a secret. Now it keeps needling me about it.", "en")
+('cactus', 'needling')
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+
+from data.loaders import Demonstration, LabeledText, TaskPrompt
+
+TEMPLATES = {
+    ("zh", "headline"): "请根据以下新闻标题，创作一段幽默的中文文本：\n\n标题：{headline}\n\n幽默文本：",
+    ("zh", "words"): "请使用以下两个词语，创作一段幽默的中文文本：\n\n词语：{word1}、{word2}\n\n幽默文本：",
+    ("en", "headline"): "Write a funny text in English based on the following news headline:\n\nHeadline: {headline}\n\nFunny text:",
+    ("en", "words"): "Write a funny text in English that uses the following two words:\n\nWords: {word1}, {word2}\n\nFunny text:",
+    ("es", "headline"): "Escribe un texto humorístico en español basado en el siguiente titular de noticia:\n\n"
+                        "Titular: {headline}\n\nTexto humorístico:",
+    ("es", "words"): "Escribe un texto humorístico en español que use las siguientes dos palabras:\n\n"
+                     "Palabras: {word1}, {word2}\n\nTexto humorístico:",
+}
+
+STOP_WORDS = {
+    "en": set("""a about above after again against all am an and any are aren't as at be because been before being
+        below between both but by can can't cannot could couldn't did didn't do does doesn't doing don't down during
+        each few for from further had hadn't has hasn't have haven't having he he'd he'll he's her here here's hers
+        herself him himself his how how's i i'd i'll i'm i've if in into is isn't it it's its itself let's me more
+        most mustn't my myself no nor not of off on once only or other ought our ours ourselves out over own same
+        shan't she she'd she'll she's should shouldn't so some such than that that's the their theirs them
+        themselves then there there's these they they'd they'll they're they've this those through to too under
+        until up very was wasn't we we'd we'll we're we've were weren't what what's when when's where where's which
+        while who who's whom why why's with won't would wouldn't you you'd you'll you're you've your yours yourself
+        yourselves just now also still even really like get got said says told tell asked ask one two make made
+        because will now then much many every never always something nothing thing things""".split()),
+    "es": set("""a al algo algunas algunos ante antes como con contra cual cuando de del desde donde durante e el
+        ella ellas ellos en entre era erais eran eras eres es esa esas ese eso esos esta estaba estado estamos estan
+        estar estas este esto estos estoy fue fueron fui ha habia han has hasta hay la las le les lo los mas me mi
+        mis mucho muchos muy nada ni no nos nosotros o os otra otras otro otros para pero poco por porque que quien
+        se sea ser si sido sin sobre son su sus tambien tanto te tengo tiene tienen todo todos tu tus un una uno
+        unos vosotros y ya yo dijo dice ahora cada vez más qué cómo está están también así después""".split()),
+}
+
+
+def prompt_text(task: TaskPrompt) -> str:
+    """The instruction for one task, in the task's language."""
+    template = TEMPLATES.get((task.lang, task.prompt_type))
+    if template is None:
+        raise ValueError(f"{task.id}: no template for language {task.lang!r} and prompt type {task.prompt_type!r}")
+    if task.prompt_type == "words":
+        return template.format(word1=task.words[0], word2=task.words[1])
+    return template.format(headline=task.headline)
+
+
+def format_for_model(tokenizer, text: str) -> str:
+    """The prompt as the model sees it: the tokenizer's chat template when it has one, else the raw text."""
+    if getattr(tokenizer, "chat_template", None):
+        return tokenizer.apply_chat_template([{"role": "user", "content": text}], tokenize=False,
+                                             add_generation_prompt=True)
+    return text
+
+
+def completion_prefix(tokenizer) -> str:
+    """What separates a raw prompt ('...Funny text:') from its joke; a chat template has its own separator."""
+    return "" if getattr(tokenizer, "chat_template", None) else " "
+
+
+def _content_words_latin(text: str, lang: str) -> list[str]:
+    words = re.findall(r"[^\W\d_]+(?:'[^\W\d_]+)?", text)
+    stop = STOP_WORDS[lang]
+    return [w for w in words if len(w) >= 4 and w.lower() not in stop and "'" not in w]
+
+
+def _nouns_verbs_zh(text: str) -> tuple[list[str], list[str]]:
+    import jieba
+    import jieba.posseg as pseg
+
+    jieba.setLogLevel(logging.WARNING)
+    nouns, verbs = [], []
+    for pair in pseg.cut(text):
+        if len(pair.word) < 2:
+            continue
+        if pair.flag.startswith("n"):
+            nouns.append(pair.word)
+        elif pair.flag.startswith("v"):
+            verbs.append(pair.word)
+    return nouns, verbs
+
+
+def pick_two_words(text: str, lang: str) -> tuple[str, str] | None:
+    """Two content words of a joke, to build a two-words prompt it answers. None when it has fewer than two.
+
+    Chinese: a noun and a verb by jieba's POS tags (two nouns if there is no verb). English/Spanish (no tagger):
+    the two longest non-stop-words, longer words being rarer, as MWAHAHA's word pairs are; in text order."""
+    if lang == "zh":
+        nouns, verbs = _nouns_verbs_zh(text)
+        if nouns and verbs and nouns[0] != verbs[0]:
+            pair = [nouns[0], verbs[0]]
+        else:
+            candidates = list(dict.fromkeys(nouns + verbs))
+            if len(candidates) < 2:
+                return None
+            pair = candidates[:2]
+        return tuple(sorted(pair, key=text.index))
+    if lang not in STOP_WORDS:
+        raise ValueError(f"no stop-word list for language {lang!r}")
+    words = list(dict.fromkeys(_content_words_latin(text, lang)))  # unique, text order
+    if len(words) < 2:
+        return None
+    longest = sorted(words, key=len, reverse=True)[:2]  # sorted() is stable: ties keep text order
+    return tuple(w for w in words if w in longest)
+
+
+def demonstrations_from_jokes(rows: list[LabeledText]) -> tuple[list[Demonstration], int]:
+    """(two-words demonstrations built from the humor rows, number of jokes skipped for lack of two words)."""
+    demos, skipped = [], 0
+    for row in rows:
+        if row.label != 1:
+            continue
+        words = pick_two_words(row.text, row.lang)
+        if words is None:
+            skipped += 1
+            continue
+        demos.append(Demonstration(TaskPrompt(f"{row.id}:words", row.lang, "words", words=words), row.text))
+    return demos, skipped

@@ -1,0 +1,97 @@
+"""The composite reward: an explicit weighted sum of components, with weights per prompt type (STYLE rule 4).
+
+    total(text) = sum over components c of weights[prompt_type][c] * c(text)
+
+The weights live in YAML under the components' function names, e.g. the seed's formula (SPEC section 1):
+    weights: {words: {rm_reward: 0.55, coverage_reward: 0.25, length_reward: 0.15, repetition_penalty: -0.10}}
+No hidden normalisation; a NaN or inf component raises with the offending text.
+"""
+
+from __future__ import annotations
+
+import math
+
+from reward import components as C
+
+# The one registry: component name -> builder(reward config, reward model or None) -> callable.
+COMPONENTS = {
+    "rm_reward": lambda cfg, rm: C.make_rm_reward(rm),
+    "coverage_reward": lambda cfg, rm: C.coverage_reward,
+    "length_reward": lambda cfg, rm: C.make_length_reward(cfg.length_window),
+    "repetition_penalty": lambda cfg, rm: C.make_repetition_penalty(cfg.repetition_ngram),
+}
+
+
+def component_names(weights: dict) -> list[str]:
+    """Every component some prompt type weights, in registry order; unknown names raise."""
+    used = {name for per_type in weights.values() for name in per_type}
+    unknown = sorted(used - set(COMPONENTS))
+    if unknown:
+        raise ValueError(f"unknown reward component(s) {unknown}; valid: {sorted(COMPONENTS)}")
+    return [name for name in COMPONENTS if name in used]
+
+
+def build_components(cfg, reward_model=None) -> dict:
+    """name -> callable for every component the config's weights use."""
+    names = component_names(cfg.reward_weights)
+    if "rm_reward" in names and reward_model is None:
+        raise ValueError("the weights use rm_reward but no reward model was given")
+    return {name: COMPONENTS[name](cfg, reward_model) for name in names}
+
+
+def score(fns: dict, completions: list[str], prompt_type: list[str], weights: dict, **columns) -> dict:
+    """Every component and the weighted total for a batch.
+
+    Returns {"total": [float], <component name>: [float | None], ...}. `columns` are the dataset columns the
+    components read (words, lang, instruction)."""
+    values = {name: fn(completions, prompt_type=prompt_type, **columns) for name, fn in fns.items()}
+    totals = []
+    for i, text in enumerate(completions):
+        if prompt_type[i] not in weights:
+            raise ValueError(f"no reward weights for prompt type {prompt_type[i]!r}; have {sorted(weights)}")
+        total = 0.0
+        for name, w in weights[prompt_type[i]].items():
+            v = values[name][i]
+            if v is None:
+                raise ValueError(f"{name} does not apply to a {prompt_type[i]!r} prompt but has weight {w} there")
+            if not math.isfinite(v):
+                raise ValueError(f"{name} gave {v} for the text {text!r}")
+            total += w * v
+        totals.append(total)
+    return {"total": totals, **values}
+
+
+def trl_reward_functions(fns: dict, weights: dict, record: dict | None = None) -> tuple[list, list[float]]:
+    """The composite as TRL reward functions: one per (prompt type, component) with that type's weight.
+
+    Each returns the raw component for samples of its prompt type and None for the others, so TRL's weighted
+    nansum is exactly the per-type composite, and TRL logs every raw component as
+    rewards/<prompt type>/<component>/mean. If `record` is given, every value is also appended to
+    record[<component>] (for a per-component mean over all prompt types)."""
+    funcs, trl_weights = [], []
+    for prompt_type, per_type in weights.items():
+        for name, w in per_type.items():
+            funcs.append(_only_for_type(fns[name], name, prompt_type, record))
+            trl_weights.append(float(w))
+    return funcs, trl_weights
+
+
+def _only_for_type(fn, name: str, only_type: str, record: dict | None):
+    def reward(completions: list[str], prompt_type: list[str], **kwargs) -> list[float | None]:
+        idx = [i for i, t in enumerate(prompt_type) if t == only_type]
+        if not idx:
+            return [None] * len(completions)
+        n = len(completions)
+        sub = {k: [v[i] for i in idx] if isinstance(v, list) and len(v) == n else v for k, v in kwargs.items()}
+        values = fn([completions[i] for i in idx], prompt_type=[only_type] * len(idx), **sub)
+        out: list[float | None] = [None] * n
+        for i, v in zip(idx, values):
+            if v is not None and not math.isfinite(v):
+                raise ValueError(f"{name} gave {v} for the text {completions[i]!r}")
+            out[i] = v
+        if record is not None:
+            record.setdefault(name, []).extend(v for v in values if v is not None)
+        return out
+
+    reward.__name__ = f"{only_type}/{name}"
+    return reward

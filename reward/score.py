@@ -1,0 +1,54 @@
+"""Print every reward component and the composite total for some texts, as JSON: the tool to reach for when a
+reward looks wrong.
+
+    python reward/score.py --config configs/tiny.yaml --prompt_type words --words cactus,lawsuit --lang en \
+        --text "The cactus filed a lawsuit." --text "这就是生活！这就是生活！这就是生活！"
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from common.config import parse_config
+from common.stage_configs import ScoreArgs
+from data.loaders import TaskPrompt
+from data.prompts import prompt_text
+from reward.composite import build_components, component_names, score
+from reward.model import HumorRewardModel
+
+
+def main(argv: list[str] | None = None) -> list[dict]:
+    own = argparse.ArgumentParser(add_help=False)
+    own.add_argument("--text", action="append", required=True, help="Text to score (repeat for several).")
+    own.add_argument("--prompt_type", choices=["headline", "words"], required=True)
+    own.add_argument("--words", default=None, help="The two required words, comma-separated (words prompts).")
+    own.add_argument("--headline", default="", help="The headline (headline prompts; used by prompt-aware RMs).")
+    own.add_argument("--lang", choices=["en", "es", "zh"], required=True)
+    args, rest = own.parse_known_args(argv)
+    cfg = parse_config(ScoreArgs, "score", rest)
+
+    words = None
+    if args.prompt_type == "words":
+        if not args.words or len(args.words.split(",")) != 2:
+            raise SystemExit("--prompt_type words needs --words W1,W2")
+        words = tuple(w.strip() for w in args.words.split(","))
+    task = TaskPrompt("cli", args.lang, args.prompt_type, headline=args.headline or None, words=words)
+    rm = None
+    if "rm_reward" in component_names(cfg.reward_weights):
+        rm = HumorRewardModel(cfg.reward_model_dir(), cfg.rm_batch_size, cfg.rm_max_length)
+    fns = build_components(cfg, rm)
+    n = len(args.text)
+    scores = score(fns, args.text, [args.prompt_type] * n, cfg.reward_weights,
+                   words=[list(words) if words else None] * n, lang=[args.lang] * n,
+                   instruction=[prompt_text(task) if (words or args.headline) else ""] * n)
+    rows = [{"text": t, "prompt_type": args.prompt_type, **{k: v[i] for k, v in scores.items()},
+             "weights": cfg.reward_weights[args.prompt_type]} for i, t in enumerate(args.text)]
+    json.dump(rows, sys.stdout, indent=2, ensure_ascii=False)
+    print()
+    return rows
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,118 @@
+"""Train the humor reward model: a 2-label sequence classifier (not humor / humor) on labeled texts, with a
+stratified held-out split for accuracy, precision, recall, F1 and ROC-AUC.
+
+    python reward/train_rm.py --config configs/tiny.yaml
+"""
+
+from __future__ import annotations
+
+import json
+import time
+
+import numpy as np
+import torch
+from datasets import Dataset
+from sklearn.metrics import accuracy_score, precision_recall_fscore_support, roc_auc_score
+from sklearn.model_selection import train_test_split
+from transformers import DataCollatorWithPadding, Trainer, TrainingArguments
+
+from common.config import parse_config
+from common.models import load_classifier
+from common.runs import (check_weights_moved, finish_stage, log_scalars, prepare_stage_dir, save_atomically, set_seed,
+                         tensorboard_callback, trainable_snapshot)
+from common.stage_configs import RMArgs
+from data.loaders import LabeledText, TaskPrompt, load_labeled
+from data.prompts import pick_two_words, prompt_text
+from reward.model import RM_META
+
+
+def classification_metrics(labels: list[int], p_humor: list[float], threshold: float = 0.5) -> dict[str, float]:
+    """Held-out metrics of P(humor) against 0/1 labels (humor is the positive class).
+
+    >>> m = classification_metrics([1, 1, 0, 0], [0.9, 0.4, 0.2, 0.6])
+    >>> m["accuracy"], m["precision"], m["recall"], m["f1"], m["roc_auc"]
+    (0.5, 0.5, 0.5, 0.5, 0.75)
+    """
+    pred = [int(p >= threshold) for p in p_humor]
+    precision, recall, f1, _ = precision_recall_fscore_support(labels, pred, average="binary", zero_division=0)
+    return {"accuracy": float(accuracy_score(labels, pred)), "precision": float(precision),
+            "recall": float(recall), "f1": float(f1),
+            "roc_auc": float(roc_auc_score(labels, p_humor)) if len(set(labels)) == 2 else float("nan")}
+
+
+def instruction_for(row: LabeledText) -> str:
+    """The prompt a joke answers, for prompt + text training: a two-words prompt built from the text itself."""
+    words = pick_two_words(row.text, row.lang)
+    return prompt_text(TaskPrompt(row.id, row.lang, "words", words=words)) if words else ""
+
+
+def main(argv: list[str] | None = None) -> dict:
+    cfg = parse_config(RMArgs, "rm", argv)
+    set_seed(cfg.seed)
+    started = time.time()
+    out, resume = prepare_stage_dir(cfg, "rm")
+
+    # 1. data: labeled texts, stratified held-out split
+    rows = load_labeled(cfg.labeled_sources, cfg.data_dir, cfg.langs, cfg.max_rows_per_source, cfg.seed)
+    labels = [r.label for r in rows]
+    if len(set(labels)) < 2:
+        raise ValueError(f"reward-model data has a single class ({labels[0]}) in sources {cfg.labeled_sources}")
+    train_rows, test_rows = train_test_split(rows, test_size=cfg.test_size, stratify=labels, random_state=cfg.seed)
+    print(f"[rm] {len(train_rows)} train / {len(test_rows)} held-out texts from {cfg.labeled_sources} "
+          f"({sum(labels)} humor, {len(labels) - sum(labels)} not)")
+
+    # 2. model: the backbone with a fresh 2-label head, and its own tokenizer
+    model, tokenizer = load_classifier(cfg.rm_backbone)
+
+    def to_dataset(part: list[LabeledText]) -> Dataset:
+        texts = [r.text for r in part]
+        if cfg.with_prompt:
+            enc = tokenizer([instruction_for(r) for r in part], texts, truncation=True, max_length=cfg.max_length)
+        else:
+            enc = tokenizer(texts, truncation=True, max_length=cfg.max_length)
+        return Dataset.from_dict({**enc, "labels": [r.label for r in part]})
+
+    train_ds, test_ds = to_dataset(train_rows), to_dataset(test_rows)
+
+    # 3. train
+    args = TrainingArguments(
+        output_dir=str(out), max_steps=cfg.max_steps, per_device_train_batch_size=cfg.batch_size,
+        per_device_eval_batch_size=cfg.eval_batch_size, learning_rate=cfg.learning_rate,
+        warmup_steps=cfg.warmup_steps, logging_steps=cfg.logging_steps, save_steps=cfg.save_steps,
+        save_total_limit=2, report_to="none", seed=cfg.seed, use_cpu=not torch.cuda.is_available())
+    trainer = Trainer(model=model, args=args, train_dataset=train_ds, processing_class=tokenizer,
+                      data_collator=DataCollatorWithPadding(tokenizer), callbacks=[tensorboard_callback(out)])
+    before = trainable_snapshot(model)
+    train_result = trainer.train(resume_from_checkpoint=resume)
+    moved = check_weights_moved(model, before, "rm", trainer.state.global_step)
+
+    # 4. held-out metrics
+    logits = torch.tensor(trainer.predict(test_ds).predictions)             # (N, 2)
+    p_humor = torch.softmax(logits.float(), dim=-1)[:, 1].tolist()
+    metrics = classification_metrics([r.label for r in test_rows], p_humor)
+    majority = max(np.mean([r.label for r in test_rows]), 1 - np.mean([r.label for r in test_rows]))
+    log_scalars(out, {f"eval/{k}": v for k, v in metrics.items()}, trainer.state.global_step)
+    print(f"[rm] held-out: " + ", ".join(f"{k} {v:.3f}" for k, v in metrics.items()) +
+          f" (majority-class accuracy {majority:.3f})")
+
+    # 5. save: weights + tokenizer + which label is humor, atomically
+    def save(directory):
+        trainer.save_model(str(directory))
+        (directory / RM_META).write_text(json.dumps(
+            {"backbone": cfg.rm_backbone, "with_prompt": cfg.with_prompt, "humor_label": 1,
+             "max_length": cfg.max_length}, indent=2))
+
+    save_atomically(out / "final", save)
+    report = ["| metric | held-out |", "|---|---|", *[f"| {k} | {v:.4f} |" for k, v in metrics.items()],
+              f"| majority-class accuracy | {majority:.4f} |", "",
+              f"train texts {len(train_rows)}, held-out {len(test_rows)}, steps {trainer.state.global_step}, "
+              f"final train loss {train_result.training_loss:.4f}", "", f"weights moved: {moved}"]
+    return finish_stage(out, "rm", {
+        "held_out": metrics, "majority_accuracy": float(majority), "train_size": len(train_rows),
+        "test_size": len(test_rows), "steps": trainer.state.global_step,
+        "train_loss": train_result.training_loss, "update_check": moved, "model_dir": str(out / "final")},
+        report, started)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,148 @@
+"""GRPO of the SFT policy against the composite reward, on TRL's GRPOTrainer.
+
+parse config -> SFT policy (adapter merged, so the KL reference is the SFT policy) + a fresh LoRA -> reward
+callables (the RM wrapper scores decoded text; never the raw classifier) -> GRPOTrainer -> train -> update check
+-> save -> score held-out samples.
+
+    python rl/grpo.py --config configs/tiny.yaml
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import torch
+from datasets import Dataset
+from transformers import TrainerCallback
+from trl import GRPOConfig, GRPOTrainer
+
+from common.config import parse_config
+from common.generation import sample_completions, stop_token_ids
+from common.models import load_policy, save_lineage
+from common.runs import (check_weights_moved, finish_stage, log_scalars, prepare_stage_dir, save_atomically,
+                         set_seed, tensorboard_callback, trainable_snapshot)
+from common.stage_configs import GRPOArgs
+from data.loaders import TaskPrompt, load_prompts, split_prompts
+from data.prompts import format_for_model, prompt_text
+from reward.composite import build_components, component_names, score, trl_reward_functions
+from reward.model import HumorRewardModel
+from sft.sft import lora_config
+
+
+def prompt_dataset(tasks: list[TaskPrompt], tokenizer) -> Dataset:
+    """The columns GRPOTrainer needs (prompt) plus those the reward components read."""
+    return Dataset.from_dict({
+        "prompt": [format_for_model(tokenizer, prompt_text(t)) for t in tasks],
+        "instruction": [prompt_text(t) for t in tasks],
+        "prompt_type": [t.prompt_type for t in tasks],
+        "words": [list(t.words) if t.words else None for t in tasks],
+        "lang": [t.lang for t in tasks],
+        "id": [t.id for t in tasks],
+    })
+
+
+class ComponentMeans(TrainerCallback):
+    """Adds rewards/<component>/mean over all prompt types to each log, and drops the per-type entries TRL
+    logs as None when a batch held no prompt of that type. Must come before the TensorBoard callback."""
+
+    def __init__(self, record: dict):
+        self.record = record
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if logs is None:
+            return
+        for key in [k for k, v in logs.items() if v is None]:
+            del logs[key]
+        for name, values in self.record.items():
+            if values:
+                logs[f"rewards/{name}/mean"] = sum(values) / len(values)
+        self.record.clear()
+
+
+def score_samples(fns, weights, tasks: list[TaskPrompt], texts: list[str]) -> dict:
+    return score(fns, texts, [t.prompt_type for t in tasks], weights,
+                 words=[list(t.words) if t.words else None for t in tasks], lang=[t.lang for t in tasks],
+                 instruction=[prompt_text(t) for t in tasks])
+
+
+def main(argv: list[str] | None = None) -> dict:
+    cfg = parse_config(GRPOArgs, "grpo", argv)
+    set_seed(cfg.seed)
+    started = time.time()
+    out, resume = prepare_stage_dir(cfg, "grpo")
+
+    # 1. policy = base + SFT adapter, merged; GRPO trains a new LoRA on top, so "adapter off" = the SFT policy
+    sft_dir = Path(cfg.sft_adapter) if cfg.sft_adapter else cfg.previous_stage_dir("sft") / "final"
+    model, tokenizer = load_policy(cfg.policy_model, [sft_dir])
+    stop_ids = stop_token_ids(model, tokenizer)
+
+    # 2. reward: components on decoded text, weighted per prompt type
+    rm = None
+    if "rm_reward" in component_names(cfg.reward_weights):
+        rm = HumorRewardModel(cfg.reward_model_dir(), cfg.rm_batch_size, cfg.rm_max_length)
+    fns = build_components(cfg, rm)
+    record: dict[str, list[float]] = {}
+    reward_funcs, reward_weights = trl_reward_functions(fns, cfg.reward_weights, record)
+
+    # 3. prompts: RL on the training share, samples on the held-out share
+    train_tasks, held_out = split_prompts(
+        load_prompts(cfg.prompt_sources, cfg.data_dir, cfg.langs, cfg.max_rows_per_source, cfg.seed),
+        cfg.eval_prompts, cfg.seed)
+    print(f"[grpo] {len(train_tasks)} training prompts, {len(held_out)} held out; reward functions "
+          f"{[f.__name__ for f in reward_funcs]} with weights {reward_weights}; KL beta {cfg.kl_beta}")
+
+    # 4. train with TRL
+    args = GRPOConfig(
+        output_dir=str(out), max_steps=cfg.max_steps, per_device_train_batch_size=cfg.batch_size,
+        num_generations=cfg.num_generations, learning_rate=cfg.learning_rate, warmup_steps=cfg.warmup_steps,
+        beta=cfg.kl_beta, loss_type=cfg.loss_type, epsilon=cfg.epsilon, max_completion_length=cfg.max_new_tokens,
+        temperature=cfg.temperature, top_p=cfg.top_p, reward_weights=reward_weights,
+        logging_steps=cfg.logging_steps, save_steps=cfg.save_steps, save_total_limit=2, report_to="none",
+        seed=cfg.seed, use_cpu=not torch.cuda.is_available(), bf16=torch.cuda.is_available())
+    trainer = GRPOTrainer(model=model, reward_funcs=reward_funcs, args=args, processing_class=tokenizer,
+                          train_dataset=prompt_dataset(train_tasks, tokenizer), peft_config=lora_config(cfg),
+                          callbacks=[ComponentMeans(record), tensorboard_callback(out)])
+    before = trainable_snapshot(trainer.model)
+    trainer.train(resume_from_checkpoint=resume)
+    moved = check_weights_moved(trainer.model, before, "grpo", trainer.state.global_step)
+    history = [h for h in trainer.state.log_history if "reward" in h]
+
+    # 5. save the GRPO adapter; it applies on top of base + SFT adapter
+    base_fingerprint = json.loads((sft_dir / "lineage.json").read_text())["base_fingerprint"]
+
+    def save(directory):
+        trainer.model.save_pretrained(str(directory))
+        tokenizer.save_pretrained(str(directory))
+        save_lineage(directory, cfg.policy_model, base_fingerprint, parents=[str(sft_dir)])
+
+    save_atomically(out / "final", save)
+
+    # 6. held-out samples, scored by the same composite
+    samples = sample_completions(trainer.model, tokenizer, [format_for_model(tokenizer, prompt_text(t)) for t in held_out],
+                                 cfg.max_new_tokens, cfg.temperature, cfg.top_p, max_prompt_tokens=cfg.max_prompt_tokens)
+    scores = score_samples(fns, cfg.reward_weights, held_out, [s.text for s in samples])
+    stop_rate = sum(s.finished for s in samples) / len(samples)
+    held_reward = sum(scores["total"]) / len(samples)
+    log_scalars(out, {"eval/reward": held_reward, "gen/stop_rate_held_out": stop_rate}, trainer.state.global_step)
+
+    first, last = (history[0], history[-1]) if history else ({}, {})
+    report = [f"steps {trainer.state.global_step}, KL beta {cfg.kl_beta}, group size {cfg.num_generations}",
+              f"reward (train batch mean) first -> last step: {first.get('reward', float('nan')):.4f} -> "
+              f"{last.get('reward', float('nan')):.4f}", f"held-out reward {held_reward:.4f}, stop rate {stop_rate:.2f}",
+              "", "## held-out samples", "",
+              *[f"- [{t.prompt_type}] total {scores['total'][i]:.3f}: {samples[i].text[:200]!r}"
+                for i, t in enumerate(held_out[:8])], "", f"weights moved: {moved}"]
+    return finish_stage(out, "grpo", {
+        "steps": trainer.state.global_step, "reward_first": first.get("reward"), "reward_last": last.get("reward"),
+        "kl_last": last.get("kl"), "held_out_reward": held_reward, "held_out_stop_rate": stop_rate,
+        "stop_token_ids": stop_ids, "reward_functions": [f.__name__ for f in reward_funcs],
+        "reward_weights": cfg.reward_weights, "update_check": moved, "adapter_dir": str(out / "final"),
+        "samples": [{"id": t.id, "text": s.text, "finished": s.finished,
+                     **{k: v[i] for k, v in scores.items()}} for i, (t, s) in enumerate(zip(held_out, samples))]},
+        report, started)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,121 @@
+"""Supervised fine-tuning of the LoRA policy on prompt -> joke, with an explicit EOS on every target.
+
+Without the EOS the model never learns to stop, runs to max tokens and drifts into garbage (SPEC section 2).
+The EOS appended here is checked to be the token id that generation and GRPO stop on, and after training the
+stage samples held-out prompts and reports the stop rate.
+
+    python sft/sft.py --config configs/tiny.yaml
+"""
+
+from __future__ import annotations
+
+import time
+
+import torch
+from datasets import Dataset
+from peft import LoraConfig
+from trl import SFTConfig, SFTTrainer
+
+from common.config import parse_config
+from common.generation import sample_completions, stop_token_ids
+from common.models import fingerprint, load_base_policy, save_lineage
+from common.runs import (check_weights_moved, finish_stage, log_scalars, prepare_stage_dir, save_atomically, set_seed,
+                         tensorboard_callback, trainable_snapshot)
+from common.stage_configs import SFTArgs
+from data.loaders import load_headline_demonstrations, load_labeled, load_prompts, split_prompts
+from data.prompts import completion_prefix, demonstrations_from_jokes, format_for_model, prompt_text
+
+
+def lora_config(cfg) -> LoraConfig:
+    return LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
+                      target_modules=cfg.lora_target_modules, task_type="CAUSAL_LM")
+
+
+def check_eos_in_targets(dataset, eos_id: int, max_length: int) -> int:
+    """Every tokenized example must end in EOS inside the loss; returns how many were cut by max_length (those
+    lose their EOS, so the count is reported)."""
+    truncated = 0
+    for i, ex in enumerate(dataset):
+        ids, mask = ex["input_ids"], ex.get("completion_mask")
+        if ids[-1] != eos_id:
+            if len(ids) >= max_length:
+                truncated += 1
+                continue
+            raise RuntimeError(f"SFT example {i} does not end with EOS id {eos_id}: the model would not learn to stop")
+        if mask is not None and not mask[-1]:
+            raise RuntimeError(f"SFT example {i}: the EOS is outside the loss (completion mask 0)")
+    return truncated
+
+
+def main(argv: list[str] | None = None) -> dict:
+    cfg = parse_config(SFTArgs, "sft", argv)
+    set_seed(cfg.seed)
+    started = time.time()
+    out, resume = prepare_stage_dir(cfg, "sft")
+
+    # 1. policy and its stop token
+    model, tokenizer = load_base_policy(cfg.policy_model)
+    stop_ids = stop_token_ids(model, tokenizer)
+    eos = tokenizer.eos_token
+    base_fingerprint = fingerprint(model)  # stored beside the adapter: later stages check they load the same base
+
+    # 2. data: two-words prompts built from the jokes, plus the hand-written headline demonstrations
+    rows = load_labeled(cfg.labeled_sources, cfg.data_dir, cfg.langs, cfg.max_rows_per_source, cfg.seed)
+    demos, skipped = demonstrations_from_jokes(rows)
+    demos += load_headline_demonstrations(cfg.langs)
+    if not demos:
+        raise ValueError(f"no SFT demonstrations: sources {cfg.labeled_sources} hold no jokes for {cfg.langs}")
+    prefix = completion_prefix(tokenizer)
+    train_ds = Dataset.from_dict({
+        "prompt": [format_for_model(tokenizer, prompt_text(d.task)) for d in demos],
+        "completion": [prefix + d.joke + eos for d in demos],  # explicit EOS: the model must learn to stop
+    })
+    _, held_out = split_prompts(load_prompts(cfg.prompt_sources, cfg.data_dir, cfg.langs, None, cfg.seed),
+                                cfg.eval_prompts, cfg.seed)
+    print(f"[sft] {len(demos)} demonstrations ({skipped} jokes skipped: fewer than two content words); "
+          f"EOS {eos!r} = id {tokenizer.eos_token_id}; stop ids {stop_ids}; pad id {tokenizer.pad_token_id}")
+
+    # 3. train with TRL: loss on the completion only
+    args = SFTConfig(
+        output_dir=str(out), max_steps=cfg.max_steps, per_device_train_batch_size=cfg.batch_size,
+        learning_rate=cfg.learning_rate, warmup_steps=cfg.warmup_steps, logging_steps=cfg.logging_steps,
+        save_steps=cfg.save_steps, save_total_limit=2, max_length=cfg.max_length, completion_only_loss=True,
+        report_to="none", seed=cfg.seed, use_cpu=not torch.cuda.is_available(), bf16=torch.cuda.is_available())
+    trainer = SFTTrainer(model=model, args=args, train_dataset=train_ds, processing_class=tokenizer,
+                         peft_config=lora_config(cfg), callbacks=[tensorboard_callback(out)])
+    truncated = check_eos_in_targets(trainer.train_dataset, tokenizer.eos_token_id, cfg.max_length)
+    before = trainable_snapshot(trainer.model)
+    result = trainer.train(resume_from_checkpoint=resume)
+    moved = check_weights_moved(trainer.model, before, "sft", trainer.state.global_step)
+    losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
+
+    # 4. sample held-out prompts: does it stop?
+    samples = sample_completions(trainer.model, tokenizer, [format_for_model(tokenizer, prompt_text(p)) for p in held_out],
+                                 cfg.max_new_tokens, cfg.temperature, cfg.top_p, max_prompt_tokens=cfg.max_prompt_tokens)
+    stop_rate = sum(s.finished for s in samples) / len(samples)
+    log_scalars(out, {"gen/stop_rate": stop_rate}, trainer.state.global_step)
+    print(f"[sft] stop rate on {len(samples)} held-out prompts: {stop_rate:.2f}")
+
+    # 5. save the adapter, its tokenizer and what base it belongs to
+    def save(directory):
+        trainer.model.save_pretrained(str(directory))
+        tokenizer.save_pretrained(str(directory))
+        save_lineage(directory, cfg.policy_model, base_fingerprint, parents=[])
+
+    save_atomically(out / "final", save)
+    report = [f"demonstrations {len(demos)} (truncated by max_length: {truncated}), steps {trainer.state.global_step}",
+              f"loss first/last logged: {losses[0]:.4f} -> {losses[-1]:.4f}" if losses else "", "",
+              f"**stop rate** on {len(samples)} held-out prompts: {stop_rate:.2f}", "", "## samples", "",
+              *[f"- {'[stopped]' if s.finished else '[no EOS]'} {s.text[:200]!r}" for s in samples[:8]], "",
+              f"weights moved: {moved}"]
+    return finish_stage(out, "sft", {
+        "demonstrations": len(demos), "skipped_jokes": skipped, "truncated_examples": truncated,
+        "steps": trainer.state.global_step, "train_loss": result.training_loss,
+        "loss_first": losses[0] if losses else None, "loss_last": losses[-1] if losses else None,
+        "eos_token": eos, "eos_token_id": tokenizer.eos_token_id, "stop_token_ids": stop_ids,
+        "stop_rate": stop_rate, "samples": [s.__dict__ for s in samples], "update_check": moved,
+        "adapter_dir": str(out / "final")}, report, started)
+
+
+if __name__ == "__main__":
+    main()
