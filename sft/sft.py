@@ -22,7 +22,7 @@ from common.models import fingerprint, load_base_policy, save_lineage
 from common.runs import (check_weights_moved, finish_stage, log_scalars, prepare_stage_dir, save_atomically, set_seed,
                          tensorboard_callback, trainable_snapshot)
 from common.stage_configs import SFTArgs
-from data.loaders import load_headline_demonstrations, load_labeled, load_prompts, split_prompts
+from data.loaders import Demonstration, load_headline_demonstrations, load_labeled, load_prompts, split_prompts
 from data.prompts import completion_prefix, demonstrations_from_jokes, format_for_model, prompt_text
 
 
@@ -31,19 +31,28 @@ def lora_config(cfg) -> LoraConfig:
                       target_modules=cfg.lora_target_modules, task_type="CAUSAL_LM")
 
 
+def sft_dataset(demos: list[Demonstration], tokenizer) -> Dataset:
+    """prompt (as the model sees it) -> completion = joke + the tokenizer's EOS, written out explicitly."""
+    prefix = completion_prefix(tokenizer)
+    return Dataset.from_dict({
+        "prompt": [format_for_model(tokenizer, prompt_text(d.task)) for d in demos],
+        "completion": [prefix + d.joke + tokenizer.eos_token for d in demos],
+    })
+
+
 def check_eos_in_targets(dataset, eos_id: int, max_length: int) -> int:
-    """Every tokenized example must end in EOS inside the loss; returns how many were cut by max_length (those
-    lose their EOS, so the count is reported)."""
+    """Every tokenized example must end in EOS, and that EOS must be a label (inside the loss). Returns how many
+    examples were cut by max_length (they lose their EOS, so the count is reported)."""
     truncated = 0
     for i, ex in enumerate(dataset):
-        ids, mask = ex["input_ids"], ex.get("completion_mask")
+        ids, labels = ex["input_ids"], ex.get("labels")
         if ids[-1] != eos_id:
             if len(ids) >= max_length:
                 truncated += 1
                 continue
             raise RuntimeError(f"SFT example {i} does not end with EOS id {eos_id}: the model would not learn to stop")
-        if mask is not None and not mask[-1]:
-            raise RuntimeError(f"SFT example {i}: the EOS is outside the loss (completion mask 0)")
+        if labels is not None and labels[-1] != eos_id:
+            raise RuntimeError(f"SFT example {i}: the EOS is outside the loss (label {labels[-1]})")
     return truncated
 
 
@@ -65,11 +74,7 @@ def main(argv: list[str] | None = None) -> dict:
     demos += load_headline_demonstrations(cfg.langs)
     if not demos:
         raise ValueError(f"no SFT demonstrations: sources {cfg.labeled_sources} hold no jokes for {cfg.langs}")
-    prefix = completion_prefix(tokenizer)
-    train_ds = Dataset.from_dict({
-        "prompt": [format_for_model(tokenizer, prompt_text(d.task)) for d in demos],
-        "completion": [prefix + d.joke + eos for d in demos],  # explicit EOS: the model must learn to stop
-    })
+    train_ds = sft_dataset(demos, tokenizer)
     _, held_out = split_prompts(load_prompts(cfg.prompt_sources, cfg.data_dir, cfg.langs, None, cfg.seed),
                                 cfg.eval_prompts, cfg.seed)
     print(f"[sft] {len(demos)} demonstrations ({skipped} jokes skipped: fewer than two content words); "

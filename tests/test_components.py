@@ -1,0 +1,74 @@
+import math
+
+import pytest
+
+from common.stage_configs import SEED_REWARD_WEIGHTS, RewardArgs
+from reward.components import coverage_reward, make_length_reward, make_repetition_penalty
+from reward.composite import build_components, score, trl_reward_functions
+
+
+class FixedRM:
+    """Stands in for the classifier: P(humor) = 0.8 for every text."""
+    def score(self, texts, instructions=None):
+        return [0.8] * len(texts)
+
+
+def test_coverage_hand_values():
+    words = [["cactus", "lawsuit"]] * 3 + [None]
+    assert coverage_reward(["CACTUS lawsuit", "a cactus", "nothing", "headline joke"], words=words) == [1.0, 0.5, 0.0, None]
+    assert coverage_reward(["我的冰箱在减肥"], words=[["冰箱", "减肥"]]) == [1.0]
+
+
+def test_length_window_in_words_and_chinese_characters():
+    length = make_length_reward({"en": [4, 8], "zh": [5, 10]})
+    assert length(["a b", "a b c d e", " ".join("w" * 16)], lang="en") == [0.5, 1.0, 0.0]
+    assert length(["四个汉字", "这是十个汉字的一句话", "十五个汉字的句子一定是太长了吧"], lang="zh") == [0.8, 1.0, 0.5]
+    with pytest.raises(ValueError, match="0 < lo <= hi"):
+        make_length_reward({"en": [5, 2]})
+
+
+def test_repetition_counts_characters_for_chinese():
+    rep = make_repetition_penalty(3)
+    hack = "这就是生活！" * 40  # seed's reward hack: 240 chars, 238 3-grams, 6 distinct
+    assert rep([hack], lang="zh")[0] == pytest.approx(1 - 6 / 238)
+    assert rep(["今天天气很好，我们去公园散步吧。"], lang="zh") == [0.0]
+    # counted as words, an unspaced, unpunctuated Chinese string is one "word" and shows no repetition at all
+    assert rep(["这就是生活" * 40], lang="en") == [0.0]
+    assert rep(["这就是生活" * 40], lang="zh")[0] > 0.9
+
+
+def test_composite_is_the_seed_formula():
+    cfg = RewardArgs()
+    fns = build_components(cfg, FixedRM())
+    texts = ["The cactus filed a lawsuit against the desert for emotional damages today.",
+             "Breaking: local man finds the remote in the fridge, blames the cat, cat declines comment."]
+    out = score(fns, texts, ["words", "headline"], cfg.reward_weights, words=[["cactus", "lawsuit"], None],
+                lang=["en", "en"])
+    # words: 0.55*0.8 + 0.25*1.0 + 0.15*1.0 - 0.10*0.0 = 0.84 ; headline: 0.75*0.8 + 0.20*1.0 - 0.15*0 = 0.80
+    assert out["total"] == pytest.approx([0.84, 0.80])
+    assert out["coverage_reward"] == [1.0, None]
+    assert cfg.reward_weights == SEED_REWARD_WEIGHTS
+
+
+def test_composite_rejects_nan_and_unknown_components():
+    class NanRM:
+        def score(self, texts, instructions=None):
+            return [math.nan] * len(texts)
+    cfg = RewardArgs()
+    with pytest.raises(ValueError, match="rm_reward gave nan for the text 'odd'"):
+        score(build_components(cfg, NanRM()), ["odd"], ["headline"], cfg.reward_weights, lang=["en"], words=[None])
+    with pytest.raises(ValueError, match=r"unknown reward component\(s\) \['humour'\]"):
+        build_components(RewardArgs(reward_weights={"words": {"humour": 1.0}}), FixedRM())
+
+
+def test_trl_functions_reproduce_the_composite():
+    cfg = RewardArgs()
+    fns = build_components(cfg, FixedRM())
+    funcs, weights = trl_reward_functions(fns, cfg.reward_weights)
+    texts = ["The cactus sued.", "A man, a plan, a canal."]
+    cols = dict(prompt_type=["words", "headline"], words=[["cactus", "lawsuit"], None], lang=["en", "en"])
+    per_func = [f(texts, **cols) for f in funcs]
+    trl_total = [sum(w * v[i] for w, v in zip(weights, per_func) if v[i] is not None) for i in range(2)]
+    assert trl_total == pytest.approx(score(fns, texts, weights=cfg.reward_weights, **cols)["total"])
+    by_name = dict(zip([f.__name__ for f in funcs], per_func))
+    assert by_name["words/coverage_reward"] == [0.5, None] and by_name["headline/rm_reward"] == [None, 0.8]

@@ -1,0 +1,36 @@
+import pytest
+
+from common.config import parse_config
+from common.stage_configs import GRPOArgs, SFTArgs
+
+
+def test_preset_shared_keys_section_and_overrides(tmp_path):
+    f = tmp_path / "p.yaml"
+    f.write_text("run_name: r1\nlangs: [en, zh]\nrm_backbone: tiny:bert\nsft:\n  max_steps: 7\n  learning_rate: 1\n")
+    cfg = parse_config(SFTArgs, "sft", ["--config", str(f), "--learning_rate", "0", "--run_name", "r2"])
+    assert (cfg.run_name, cfg.langs, cfg.max_steps, cfg.learning_rate) == ("r2", ["en", "zh"], 7, 0.0)
+    assert isinstance(cfg.learning_rate, float)
+
+
+def test_unknown_keys_are_errors(tmp_path):
+    f = tmp_path / "typo.yaml"
+    f.write_text("learnin_rate: 1\n")
+    with pytest.raises(ValueError, match="unknown key 'learnin_rate'"):
+        parse_config(SFTArgs, "sft", ["--config", str(f)])
+    g = tmp_path / "section.yaml"
+    g.write_text("sft:\n  kl_beta: 0.1\n")  # a GRPO field in the SFT section
+    with pytest.raises(ValueError, match="unknown key 'kl_beta' in section 'sft'"):
+        parse_config(SFTArgs, "sft", ["--config", str(g)])
+    with pytest.raises(SystemExit):
+        parse_config(SFTArgs, "sft", ["--no_such_flag", "1"])
+
+
+def test_type_errors_and_derived_checks():
+    with pytest.raises(ValueError, match="'max_steps' must be int"):
+        parse_config(SFTArgs, "sft", ["--max_steps", "three"])
+    with pytest.raises(ValueError, match="num_generations >= 2"):
+        parse_config(GRPOArgs, "grpo", ["--num_generations", "1", "--batch_size", "4"])
+    with pytest.raises(ValueError, match="multiple of num_generations"):
+        parse_config(GRPOArgs, "grpo", ["--num_generations", "3", "--batch_size", "8"])
+    cfg = parse_config(GRPOArgs, "grpo", ["--reward_weights", "{words: {coverage_reward: 1.0}}"])
+    assert cfg.reward_weights == {"words": {"coverage_reward": 1.0}}
