@@ -55,6 +55,16 @@ def save_atomically(directory: Path, save_fn) -> None:
     os.replace(tmp, directory)
 
 
+def trainer_kwargs(config, stage_dir: Path) -> dict:
+    """The TrainingArguments every stage shares (TRL's configs subclass it): steps, batch, lr, logging,
+    checkpoints, seed, device and precision. TensorBoard goes through tensorboard_callback, not report_to."""
+    on_gpu = torch.cuda.is_available()
+    return dict(output_dir=str(stage_dir), max_steps=config.max_steps, per_device_train_batch_size=config.batch_size,
+                learning_rate=config.learning_rate, warmup_steps=config.warmup_steps,
+                logging_steps=config.logging_steps, save_steps=config.save_steps, save_total_limit=2,
+                report_to="none", seed=config.seed, use_cpu=not on_gpu, bf16=on_gpu)
+
+
 def tensorboard_callback(stage_dir: Path):
     """TensorBoard events in <stage_dir>/tb (transformers 5 has no logging_dir argument)."""
     from torch.utils.tensorboard import SummaryWriter

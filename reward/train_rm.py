@@ -18,8 +18,8 @@ from transformers import DataCollatorWithPadding, Trainer, TrainingArguments
 
 from common.config import parse_config
 from common.models import load_classifier
-from common.runs import (check_weights_moved, finish_stage, log_scalars, prepare_stage_dir, save_atomically, set_seed,
-                         tensorboard_callback, trainable_snapshot)
+from common.runs import (check_weights_moved, finish_stage, log_scalars, prepare_stage_dir, save_atomically,
+                         set_seed, tensorboard_callback, trainable_snapshot, trainer_kwargs)
 from common.stage_configs import RMArgs
 from data.loaders import LabeledText, TaskPrompt, load_labeled
 from data.prompts import pick_two_words, prompt_text
@@ -75,11 +75,7 @@ def main(argv: list[str] | None = None) -> dict:
     train_ds, test_ds = to_dataset(train_rows), to_dataset(test_rows)
 
     # 3. train
-    args = TrainingArguments(
-        output_dir=str(out), max_steps=cfg.max_steps, per_device_train_batch_size=cfg.batch_size,
-        per_device_eval_batch_size=cfg.eval_batch_size, learning_rate=cfg.learning_rate,
-        warmup_steps=cfg.warmup_steps, logging_steps=cfg.logging_steps, save_steps=cfg.save_steps,
-        save_total_limit=2, report_to="none", seed=cfg.seed, use_cpu=not torch.cuda.is_available())
+    args = TrainingArguments(**trainer_kwargs(cfg, out), per_device_eval_batch_size=cfg.eval_batch_size)
     trainer = Trainer(model=model, args=args, train_dataset=train_ds, processing_class=tokenizer,
                       data_collator=DataCollatorWithPadding(tokenizer), callbacks=[tensorboard_callback(out)])
     before = trainable_snapshot(model)
@@ -92,7 +88,7 @@ def main(argv: list[str] | None = None) -> dict:
     metrics = classification_metrics([r.label for r in test_rows], p_humor)
     majority = max(np.mean([r.label for r in test_rows]), 1 - np.mean([r.label for r in test_rows]))
     log_scalars(out, {f"eval/{k}": v for k, v in metrics.items()}, trainer.state.global_step)
-    print(f"[rm] held-out: " + ", ".join(f"{k} {v:.3f}" for k, v in metrics.items()) +
+    print("[rm] held-out: " + ", ".join(f"{k} {v:.3f}" for k, v in metrics.items()) +
           f" (majority-class accuracy {majority:.3f})")
 
     # 5. save: weights + tokenizer + which label is humor, atomically

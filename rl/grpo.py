@@ -13,7 +13,6 @@ import json
 import time
 from pathlib import Path
 
-import torch
 from datasets import Dataset
 from transformers import TrainerCallback
 from trl import GRPOConfig, GRPOTrainer
@@ -22,7 +21,7 @@ from common.config import parse_config
 from common.generation import sample_completions, stop_token_ids
 from common.models import load_policy, save_lineage
 from common.runs import (check_weights_moved, finish_stage, log_scalars, prepare_stage_dir, save_atomically,
-                         set_seed, tensorboard_callback, trainable_snapshot)
+                         set_seed, tensorboard_callback, trainable_snapshot, trainer_kwargs)
 from common.stage_configs import GRPOArgs
 from data.loaders import TaskPrompt, load_prompts, split_prompts
 from data.prompts import format_for_model, prompt_text
@@ -95,12 +94,9 @@ def main(argv: list[str] | None = None) -> dict:
 
     # 4. train with TRL
     args = GRPOConfig(
-        output_dir=str(out), max_steps=cfg.max_steps, per_device_train_batch_size=cfg.batch_size,
-        num_generations=cfg.num_generations, learning_rate=cfg.learning_rate, warmup_steps=cfg.warmup_steps,
-        beta=cfg.kl_beta, loss_type=cfg.loss_type, epsilon=cfg.epsilon, max_completion_length=cfg.max_new_tokens,
-        temperature=cfg.temperature, top_p=cfg.top_p, reward_weights=reward_weights,
-        logging_steps=cfg.logging_steps, save_steps=cfg.save_steps, save_total_limit=2, report_to="none",
-        seed=cfg.seed, use_cpu=not torch.cuda.is_available(), bf16=torch.cuda.is_available())
+        **trainer_kwargs(cfg, out), num_generations=cfg.num_generations, beta=cfg.kl_beta, loss_type=cfg.loss_type,
+        epsilon=cfg.epsilon, max_completion_length=cfg.max_new_tokens, temperature=cfg.temperature, top_p=cfg.top_p,
+        reward_weights=reward_weights)
     trainer = GRPOTrainer(model=model, reward_funcs=reward_funcs, args=args, processing_class=tokenizer,
                           train_dataset=prompt_dataset(train_tasks, tokenizer), peft_config=lora_config(cfg),
                           callbacks=[ComponentMeans(record), tensorboard_callback(out)])

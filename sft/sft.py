@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import time
 
-import torch
 from datasets import Dataset
 from peft import LoraConfig
 from trl import SFTConfig, SFTTrainer
@@ -19,8 +18,8 @@ from trl import SFTConfig, SFTTrainer
 from common.config import parse_config
 from common.generation import sample_completions, stop_token_ids
 from common.models import fingerprint, load_base_policy, save_lineage
-from common.runs import (check_weights_moved, finish_stage, log_scalars, prepare_stage_dir, save_atomically, set_seed,
-                         tensorboard_callback, trainable_snapshot)
+from common.runs import (check_weights_moved, finish_stage, log_scalars, prepare_stage_dir, save_atomically,
+                         set_seed, tensorboard_callback, trainable_snapshot, trainer_kwargs)
 from common.stage_configs import SFTArgs
 from data.loaders import Demonstration, load_headline_demonstrations, load_labeled, load_prompts, split_prompts
 from data.prompts import completion_prefix, demonstrations_from_jokes, format_for_model, prompt_text
@@ -81,11 +80,7 @@ def main(argv: list[str] | None = None) -> dict:
           f"EOS {eos!r} = id {tokenizer.eos_token_id}; stop ids {stop_ids}; pad id {tokenizer.pad_token_id}")
 
     # 3. train with TRL: loss on the completion only
-    args = SFTConfig(
-        output_dir=str(out), max_steps=cfg.max_steps, per_device_train_batch_size=cfg.batch_size,
-        learning_rate=cfg.learning_rate, warmup_steps=cfg.warmup_steps, logging_steps=cfg.logging_steps,
-        save_steps=cfg.save_steps, save_total_limit=2, max_length=cfg.max_length, completion_only_loss=True,
-        report_to="none", seed=cfg.seed, use_cpu=not torch.cuda.is_available(), bf16=torch.cuda.is_available())
+    args = SFTConfig(**trainer_kwargs(cfg, out), max_length=cfg.max_length, completion_only_loss=True)
     trainer = SFTTrainer(model=model, args=args, train_dataset=train_ds, processing_class=tokenizer,
                          peft_config=lora_config(cfg), callbacks=[tensorboard_callback(out)])
     truncated = check_eos_in_targets(trainer.train_dataset, tokenizer.eos_token_id, cfg.max_length)

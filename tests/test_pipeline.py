@@ -45,7 +45,7 @@ def test_sft_learns_with_eos_and_reports_stop_rate(run):
     assert json.loads((run_dir / "sft" / "summary.json").read_text())["stop_rate"] == sft["stop_rate"]
 
 
-def test_trl_keeps_our_eos_at_the_end_of_every_target_inside_the_loss():
+def test_trl_keeps_our_eos_at_the_end_of_every_target_inside_the_loss(tmp_path):
     from trl import SFTConfig, SFTTrainer
 
     from data.loaders import load_headline_demonstrations
@@ -54,7 +54,7 @@ def test_trl_keeps_our_eos_at_the_end_of_every_target_inside_the_loss():
     model, tok = load_base_policy("tiny:llama")
     demos = load_headline_demonstrations(["en"])[:4]
     trainer = SFTTrainer(model=model, processing_class=tok, train_dataset=sft_dataset(demos, tok),
-                         args=SFTConfig(output_dir="/tmp/unused", report_to="none", use_cpu=True, max_length=512))
+                         args=SFTConfig(output_dir=str(tmp_path), report_to="none", use_cpu=True, max_length=512))
     for ex in trainer.train_dataset:
         assert ex["input_ids"][-1] == tok.eos_token_id and ex["labels"][-1] == tok.eos_token_id  # in the loss
         assert ex["labels"][0] == -100                                                           # prompt is not
