@@ -14,7 +14,7 @@ if [[ " ${args[*]-} " != *" --config "* ]]; then
     args+=(--data_dir ../shared/data --labeled_sources '[colbert]' --prompt_sources '[mwahaha_dev]')
   fi
 fi
-for stage in sft/sft.py reward/train_rm.py rl/grpo.py; do
+for stage in sft/sft.py reward/train_rm.py rl/grpo.py eval/evaluate.py; do
   echo "=== $stage ${args[*]}"
   start=$(date +%s)
   python "$stage" "${args[@]}"

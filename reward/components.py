@@ -9,6 +9,7 @@ Chinese has no spaces, so lengths and n-grams count characters there, words else
 from __future__ import annotations
 
 import re
+import unicodedata
 
 
 def text_units(text: str, lang: str) -> list[str]:
@@ -98,6 +99,90 @@ def make_repetition_penalty(n: int = 3):
         return out
 
     return repetition_penalty
+
+
+# ---------------------------------------------------------------- guards against reward hacking (SPEC section 2)
+
+SCRIPT_OF_LANG = {"en": "LATIN", "es": "LATIN", "zh": "CJK"}
+CODE_SYMBOLS = set("{}[]<>|\\/=_;$#@^~`*")
+
+
+def letter_script(ch: str) -> str:
+    """The Unicode script of a letter, by its name: LATIN, CJK, ARABIC, CYRILLIC, HANGUL, ...
+
+    >>> [letter_script(c) for c in "aé生دЖ잘"]
+    ['LATIN', 'LATIN', 'CJK', 'ARABIC', 'CYRILLIC', 'HANGUL']
+    """
+    name = unicodedata.name(ch, "UNKNOWN")
+    return "CJK" if name.startswith("CJK") else name.split(" ")[0]
+
+
+def script_drift_penalty(completions: list[str], lang=None, **kwargs) -> list[float | None]:
+    """Share of letters and code symbols outside the language's script: Arabic, Cyrillic, Hangul or `{}<>/*`
+    in a Chinese joke; Chinese or Arabic in an English one. 0 = all in script; texts without letters score 0.
+
+    >>> script_drift_penalty(["这就是生活", "这就是生活 دمش دمش", "Plain English.", "x = {a[b]};"], lang=["zh", "zh", "en", "en"])
+    [0.0, 0.5454545454545454, 0.0, 0.6666666666666666]
+    """
+    out = []
+    for text, text_lang in zip(completions, _langs(lang, len(completions))):
+        expected = SCRIPT_OF_LANG.get(text_lang)
+        if expected is None:
+            raise ValueError(f"script_drift_penalty: no script known for language {text_lang!r}; have {sorted(SCRIPT_OF_LANG)}")
+        letters = [ch for ch in text if ch.isalpha()]
+        symbols = sum(ch in CODE_SYMBOLS for ch in text)
+        foreign = sum(letter_script(ch) != expected for ch in letters) + symbols
+        total = len(letters) + symbols
+        out.append(foreign / total if total else 0.0)
+    return out
+
+
+def no_eos_penalty(completions: list[str], finished: list[bool] | None = None, **kwargs) -> list[float | None]:
+    """1.0 for a completion cut off at the token limit (no EOS), 0.0 for one that stopped by itself. `finished`
+    comes from generation (GRPO derives it from the completion ids, see reward/composite.py).
+
+    >>> no_eos_penalty(["a joke.", "and then and then and"], finished=[True, False])
+    [0.0, 1.0]
+    """
+    if finished is None:
+        raise ValueError("no_eos_penalty needs the 'finished' column (did each completion end with EOS?)")
+    return [0.0 if done else 1.0 for done in finished]
+
+
+_SYMBOL_RUN = re.compile(r"[^\w\s]{4,}")       # "******", "~~~~", "!?!?!" (ordinary "..." passes)
+_VOWELS = set("aeiouyáéíóúüàèìòùâêîôûäëïö")
+
+
+def _odd_word(word: str) -> bool:
+    """A Latin-script 'word' no language has: letters mixed with digits, 25+ characters, 4+ of one letter in a
+    row, or 5+ letters without a vowel (createStackNavigatorFecha, ccccc, xkcdqz)."""
+    has_digit, has_alpha = any(c.isdigit() for c in word), any(c.isalpha() for c in word)
+    return ((has_digit and has_alpha) or len(word) >= 25 or re.search(r"(\w)\1{3,}", word) is not None
+            or (len(word) >= 5 and has_alpha and not any(c in _VOWELS for c in word.lower())))
+
+
+def gibberish_penalty(completions: list[str], lang=None, **kwargs) -> list[float | None]:
+    """Share of the non-space characters that are junk, in [0, 1]: runs of 4+ symbols, words of no language
+    (see _odd_word), and in Chinese text also camelCase identifiers (code). In the example, 9 symbols + 25 + 3
+    letters of odd words out of 42 characters.
+
+    >>> gibberish_penalty(["A cow walks into a bar.", "tolua createStackNavigatorFecha /******** x2y"], lang="en")
+    [0.0, 0.8809523809523809]
+    """
+    out = []
+    for text, text_lang in zip(completions, _langs(lang, len(completions))):
+        stripped = "".join(text.split())
+        if not stripped:
+            out.append(0.0)
+            continue
+        junk_chars = sum(len(m) for m in _SYMBOL_RUN.findall(stripped))
+        words = re.findall(r"\w+", text)
+        if text_lang != "zh":
+            junk_chars += sum(len(w) for w in words if _odd_word(w))
+        else:   # Latin words inside Chinese: camelCase / digit-mixed identifiers are code, not jokes
+            junk_chars += sum(len(w) for w in words if w.isascii() and (_odd_word(w) or re.search(r"[a-z][A-Z]", w)))
+        out.append(min(1.0, junk_chars / len(stripped)))
+    return out
 
 
 def make_rm_reward(reward_model):

@@ -19,6 +19,9 @@ COMPONENTS = {
     "coverage_reward": lambda cfg, rm: C.coverage_reward,
     "length_reward": lambda cfg, rm: C.make_length_reward(cfg.length_window),
     "repetition_penalty": lambda cfg, rm: C.make_repetition_penalty(cfg.repetition_ngram),
+    "script_drift_penalty": lambda cfg, rm: C.script_drift_penalty,
+    "no_eos_penalty": lambda cfg, rm: C.no_eos_penalty,
+    "gibberish_penalty": lambda cfg, rm: C.gibberish_penalty,
 }
 
 
@@ -61,23 +64,27 @@ def score(fns: dict, completions: list[str], prompt_type: list[str], weights: di
     return {"total": totals, **values}
 
 
-def trl_reward_functions(fns: dict, weights: dict, record: dict | None = None) -> tuple[list, list[float]]:
+def trl_reward_functions(fns: dict, weights: dict, record: dict | None = None,
+                         stop_ids: list[int] | None = None) -> tuple[list, list[float]]:
     """The composite as TRL reward functions: one per (prompt type, component) with that type's weight.
 
     Each returns the raw component for samples of its prompt type and None for the others, so TRL's weighted
     nansum is exactly the per-type composite, and TRL logs every raw component as
     rewards/<prompt type>/<component>/mean. If `record` is given, every value is also appended to
-    record[<component>] (for a per-component mean over all prompt types)."""
+    record[<component>] (for a per-component mean over all prompt types). TRL passes no `finished` column:
+    it is derived from the completion ids (a completion finished if it holds one of `stop_ids`)."""
     funcs, trl_weights = [], []
     for prompt_type, per_type in weights.items():
         for name, w in per_type.items():
-            funcs.append(_only_for_type(fns[name], name, prompt_type, record))
+            funcs.append(_only_for_type(fns[name], name, prompt_type, record, stop_ids))
             trl_weights.append(float(w))
     return funcs, trl_weights
 
 
-def _only_for_type(fn, name: str, only_type: str, record: dict | None):
+def _only_for_type(fn, name: str, only_type: str, record: dict | None, stop_ids: list[int] | None):
     def reward(completions: list[str], prompt_type: list[str], **kwargs) -> list[float | None]:
+        if "finished" not in kwargs and "completion_ids" in kwargs and stop_ids is not None:
+            kwargs["finished"] = [any(t in stop_ids for t in ids) for ids in kwargs["completion_ids"]]
         idx = [i for i, t in enumerate(prompt_type) if t == only_type]
         if not idx:
             return [None] * len(completions)

@@ -26,6 +26,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
     own.add_argument("--words", default=None, help="The two required words, comma-separated (words prompts).")
     own.add_argument("--headline", default="", help="The headline (headline prompts; used by prompt-aware RMs).")
     own.add_argument("--lang", choices=["en", "es", "zh"], required=True)
+    own.add_argument("--unfinished", action="store_true",
+                     help="The texts were cut off at the token limit (no EOS): no_eos_penalty scores 1.")
     args, rest = own.parse_known_args(argv)
     cfg = parse_config(ScoreArgs, "score", rest)
 
@@ -42,7 +44,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     n = len(args.text)
     scores = score(fns, args.text, [args.prompt_type] * n, cfg.reward_weights,
                    words=[list(words) if words else None] * n, lang=[args.lang] * n,
-                   instruction=[prompt_text(task) if (words or args.headline) else ""] * n)
+                   finished=[not args.unfinished] * n, instruction=[prompt_text(task) if (words or args.headline) else ""] * n)
     rows = [{"text": t, "prompt_type": args.prompt_type, **{k: v[i] for k, v in scores.items()},
              "weights": cfg.reward_weights[args.prompt_type]} for i, t in enumerate(args.text)]
     json.dump(rows, sys.stdout, indent=2, ensure_ascii=False)

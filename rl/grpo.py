@@ -18,15 +18,15 @@ from transformers import TrainerCallback
 from trl import GRPOConfig, GRPOTrainer
 
 from common.config import parse_config
-from common.generation import sample_completions, stop_token_ids
+from common.generation import stop_token_ids
 from common.models import load_policy, save_lineage
 from common.runs import (check_weights_moved, finish_stage, log_scalars, prepare_stage_dir, save_atomically,
                          set_seed, tensorboard_callback, trainable_snapshot, trainer_kwargs)
 from common.stage_configs import GRPOArgs
 from data.loaders import TaskPrompt, load_prompts, split_prompts
 from data.prompts import format_for_model, prompt_text
-from reward.composite import build_components, component_names, score, trl_reward_functions
-from reward.model import HumorRewardModel
+from eval.generate import generate_rows, load_scorer
+from reward.composite import trl_reward_functions
 from sft.sft import lora_config
 
 
@@ -60,30 +60,24 @@ class ComponentMeans(TrainerCallback):
         self.record.clear()
 
 
-def score_samples(fns, weights, tasks: list[TaskPrompt], texts: list[str]) -> dict:
-    return score(fns, texts, [t.prompt_type for t in tasks], weights,
-                 words=[list(t.words) if t.words else None for t in tasks], lang=[t.lang for t in tasks],
-                 instruction=[prompt_text(t) for t in tasks])
+def grpo_config(cfg: GRPOArgs, out: Path, reward_weights: list[float] | None = None) -> GRPOConfig:
+    return GRPOConfig(
+        **trainer_kwargs(cfg, out), num_generations=cfg.num_generations, beta=cfg.kl_beta, loss_type=cfg.loss_type,
+        epsilon=cfg.epsilon, max_completion_length=cfg.max_new_tokens, temperature=cfg.temperature, top_p=cfg.top_p,
+        reward_weights=reward_weights)
 
 
-def main(argv: list[str] | None = None) -> dict:
-    cfg = parse_config(GRPOArgs, "grpo", argv)
-    set_seed(cfg.seed)
-    started = time.time()
-    out, resume = prepare_stage_dir(cfg, "grpo")
-
+def build_trainer(cfg: GRPOArgs, out: Path):
+    """(trainer, tokenizer, reward components, held-out prompts, SFT adapter dir) for a GRPO run."""
     # 1. policy = base + SFT adapter, merged; GRPO trains a new LoRA on top, so "adapter off" = the SFT policy
     sft_dir = Path(cfg.sft_adapter) if cfg.sft_adapter else cfg.previous_stage_dir("sft") / "final"
     model, tokenizer = load_policy(cfg.policy_model, [sft_dir])
     stop_ids = stop_token_ids(model, tokenizer)
 
     # 2. reward: components on decoded text, weighted per prompt type
-    rm = None
-    if "rm_reward" in component_names(cfg.reward_weights):
-        rm = HumorRewardModel(cfg.reward_model_dir(), cfg.rm_batch_size, cfg.rm_max_length)
-    fns = build_components(cfg, rm)
+    fns = load_scorer(cfg)
     record: dict[str, list[float]] = {}
-    reward_funcs, reward_weights = trl_reward_functions(fns, cfg.reward_weights, record)
+    reward_funcs, reward_weights = trl_reward_functions(fns, cfg.reward_weights, record, stop_ids)
 
     # 3. prompts: RL on the training share, samples on the held-out share
     train_tasks, held_out = split_prompts(
@@ -92,14 +86,19 @@ def main(argv: list[str] | None = None) -> dict:
     print(f"[grpo] {len(train_tasks)} training prompts, {len(held_out)} held out; reward functions "
           f"{[f.__name__ for f in reward_funcs]} with weights {reward_weights}; KL beta {cfg.kl_beta}")
 
-    # 4. train with TRL
-    args = GRPOConfig(
-        **trainer_kwargs(cfg, out), num_generations=cfg.num_generations, beta=cfg.kl_beta, loss_type=cfg.loss_type,
-        epsilon=cfg.epsilon, max_completion_length=cfg.max_new_tokens, temperature=cfg.temperature, top_p=cfg.top_p,
-        reward_weights=reward_weights)
-    trainer = GRPOTrainer(model=model, reward_funcs=reward_funcs, args=args, processing_class=tokenizer,
-                          train_dataset=prompt_dataset(train_tasks, tokenizer), peft_config=lora_config(cfg),
-                          callbacks=[ComponentMeans(record), tensorboard_callback(out)])
+    # 4. TRL's trainer, with our per-component means logged before TensorBoard writes
+    trainer = GRPOTrainer(model=model, reward_funcs=reward_funcs, args=grpo_config(cfg, out, reward_weights),
+                          processing_class=tokenizer, train_dataset=prompt_dataset(train_tasks, tokenizer),
+                          peft_config=lora_config(cfg), callbacks=[ComponentMeans(record), tensorboard_callback(out)])
+    return trainer, tokenizer, fns, held_out, sft_dir
+
+
+def main(argv: list[str] | None = None) -> dict:
+    cfg = parse_config(GRPOArgs, "grpo", argv)
+    set_seed(cfg.seed)
+    started = time.time()
+    out, resume = prepare_stage_dir(cfg, "grpo")
+    trainer, tokenizer, fns, held_out, sft_dir = build_trainer(cfg, out)
     before = trainable_snapshot(trainer.model)
     trainer.train(resume_from_checkpoint=resume)
     moved = check_weights_moved(trainer.model, before, "grpo", trainer.state.global_step)
@@ -116,11 +115,9 @@ def main(argv: list[str] | None = None) -> dict:
     save_atomically(out / "final", save)
 
     # 6. held-out samples, scored by the same composite
-    samples = sample_completions(trainer.model, tokenizer, [format_for_model(tokenizer, prompt_text(t)) for t in held_out],
-                                 cfg.max_new_tokens, cfg.temperature, cfg.top_p, max_prompt_tokens=cfg.max_prompt_tokens)
-    scores = score_samples(fns, cfg.reward_weights, held_out, [s.text for s in samples])
-    stop_rate = sum(s.finished for s in samples) / len(samples)
-    held_reward = sum(scores["total"]) / len(samples)
+    rows = generate_rows(trainer.model, tokenizer, held_out, cfg, fns)
+    stop_rate = sum(r["finished"] for r in rows) / len(rows)
+    held_reward = sum(r["total"] for r in rows) / len(rows)
     log_scalars(out, {"eval/reward": held_reward, "gen/stop_rate_held_out": stop_rate}, trainer.state.global_step)
 
     first, last = (history[0], history[-1]) if history else ({}, {})
@@ -128,15 +125,14 @@ def main(argv: list[str] | None = None) -> dict:
               f"reward (train batch mean) first -> last step: {first.get('reward', float('nan')):.4f} -> "
               f"{last.get('reward', float('nan')):.4f}", f"held-out reward {held_reward:.4f}, stop rate {stop_rate:.2f}",
               "", "## held-out samples", "",
-              *[f"- [{t.prompt_type}] total {scores['total'][i]:.3f}: {samples[i].text[:200]!r}"
-                for i, t in enumerate(held_out[:8])], "", f"weights moved: {moved}"]
+              *[f"- [{r['prompt_type']}] total {r['total']:.3f}: {r['text'][:200]!r}" for r in rows[:8]], "",
+              f"weights moved: {moved}"]
     return finish_stage(out, "grpo", {
         "steps": trainer.state.global_step, "reward_first": first.get("reward"), "reward_last": last.get("reward"),
         "kl_last": last.get("kl"), "held_out_reward": held_reward, "held_out_stop_rate": stop_rate,
-        "stop_token_ids": stop_ids, "reward_functions": [f.__name__ for f in reward_funcs],
+        "stop_token_ids": stop_token_ids(trainer.model, tokenizer), "reward_functions": [f.__name__ for f in reward_funcs],
         "reward_weights": cfg.reward_weights, "update_check": moved, "adapter_dir": str(out / "final"),
-        "samples": [{"id": t.id, "text": s.text, "finished": s.finished,
-                     **{k: v[i] for k, v in scores.items()}} for i, (t, s) in enumerate(zip(held_out, samples))]},
+        "samples": rows},
         report, started)
 
 

@@ -1,9 +1,11 @@
 import math
+import re
 
 import pytest
 
-from common.stage_configs import SEED_REWARD_WEIGHTS, RewardArgs
-from reward.components import coverage_reward, make_length_reward, make_repetition_penalty
+from common.stage_configs import GUARD_WEIGHTS, SEED_REWARD_WEIGHTS, RewardArgs
+from reward.components import (coverage_reward, gibberish_penalty, make_length_reward, make_repetition_penalty,
+                               no_eos_penalty, script_drift_penalty)
 from reward.composite import build_components, score, trl_reward_functions
 
 
@@ -38,7 +40,7 @@ def test_repetition_counts_characters_for_chinese():
 
 
 def test_composite_is_the_seed_formula():
-    cfg = RewardArgs()
+    cfg = RewardArgs(reward_weights="seed")
     fns = build_components(cfg, FixedRM())
     texts = ["The cactus filed a lawsuit against the desert for emotional damages today.",
              "Breaking: local man finds the remote in the fridge, blames the cat, cat declines comment."]
@@ -56,19 +58,61 @@ def test_composite_rejects_nan_and_unknown_components():
             return [math.nan] * len(texts)
     cfg = RewardArgs()
     with pytest.raises(ValueError, match="rm_reward gave nan for the text 'odd'"):
-        score(build_components(cfg, NanRM()), ["odd"], ["headline"], cfg.reward_weights, lang=["en"], words=[None])
+        score(build_components(cfg, NanRM()), ["odd"], ["headline"], cfg.reward_weights, lang=["en"], words=[None],
+              finished=[True])
     with pytest.raises(ValueError, match=r"unknown reward component\(s\) \['humour'\]"):
         build_components(RewardArgs(reward_weights={"words": {"humour": 1.0}}), FixedRM())
 
 
 def test_trl_functions_reproduce_the_composite():
-    cfg = RewardArgs()
+    cfg = RewardArgs()          # the default preset, guards included
     fns = build_components(cfg, FixedRM())
-    funcs, weights = trl_reward_functions(fns, cfg.reward_weights)
+    funcs, weights = trl_reward_functions(fns, cfg.reward_weights, stop_ids=[2])
     texts = ["The cactus sued.", "A man, a plan, a canal."]
     cols = dict(prompt_type=["words", "headline"], words=[["cactus", "lawsuit"], None], lang=["en", "en"])
-    per_func = [f(texts, **cols) for f in funcs]
+    # TRL passes completion ids, not `finished`: the first completion ends with stop id 2, the second was cut off
+    per_func = [f(texts, completion_ids=[[5, 7, 2], [5, 7, 9]], **cols) for f in funcs]
     trl_total = [sum(w * v[i] for w, v in zip(weights, per_func) if v[i] is not None) for i in range(2)]
-    assert trl_total == pytest.approx(score(fns, texts, weights=cfg.reward_weights, **cols)["total"])
+    assert trl_total == pytest.approx(score(fns, texts, weights=cfg.reward_weights, finished=[True, False],
+                                            **cols)["total"])
     by_name = dict(zip([f.__name__ for f in funcs], per_func))
     assert by_name["words/coverage_reward"] == [0.5, None] and by_name["headline/rm_reward"] == [None, 0.8]
+
+
+# The seed's real reward hacks (seeds/001), each scored ~0.98 by their DeBERTa reward model.
+ARABIC_HACK = ("一日，甲男在街角卖保险，一男子走到面前说：“帮我看一下保险锁的钥匙。” 说完掏出一把钥匙递了过去，"
+               "那男的把钥匙收起掏出身份证说：“试试我的保险靠谱不？” " + "دمش " * 50)
+CODE_HACK = ("爸爸～爹～「爷去哪里？【呜┉」～ breathable breathable我妈 ridden slate Operand(Theurança(dep "
+             "DocumentaryFederal tolua Css__,__ Chúng możli/******** 잘못 tolua createStackNavigatorFecha Allows "
+             "suite宦 com Input gbooleanurrencですかussion Emacs Emacsussion FieldГ hashed mudança剑 setContentบท")
+REPEAT_HACK = "随着经济好转，一切都变得糟糕起来。随着经济恶化，一切都变得容易了。这就是生活。" + "这就是生活！" * 40
+CLEAN_ZH = "随着经济好转，一切都变得糟糕起来。随着经济恶化，一切都变得容易了。这就是生活。"
+
+
+def test_guards_catch_the_seeds_reward_hacks():
+    drift = script_drift_penalty([CLEAN_ZH, ARABIC_HACK, CODE_HACK], lang="zh")
+    assert drift[0] == 0.0
+    han = len(re.findall(r"[\u4e00-\u9fff]", ARABIC_HACK))   # counted by code range, not by Unicode names
+    assert han == 64 and drift[1] == pytest.approx(150 / (150 + 64))      # 50 x "دمش": 150 Arabic letters
+    assert drift[2] > 0.5
+    gib = gibberish_penalty([CLEAN_ZH, CODE_HACK, "The cactus filed a lawsuit."], lang=["zh", "zh", "en"])
+    assert gib[0] == 0.0 and gib[2] == 0.0 and gib[1] > 0.1
+    assert make_repetition_penalty(3)([REPEAT_HACK, CLEAN_ZH], lang="zh")[0] > 0.7
+    assert no_eos_penalty([REPEAT_HACK, CLEAN_ZH], finished=[False, True]) == [1.0, 0.0]
+
+
+def test_default_preset_makes_each_hack_cost_reward():
+    """Under the default preset a clean joke beats each hack even when the RM scores the hack higher;
+    under the seed's formula (no guards) the Arabic hack wins."""
+    class HackLovingRM:
+        def score(self, texts, instructions=None):
+            return [0.70 if t == CLEAN_ZH else 0.98 for t in texts]
+    texts = [CLEAN_ZH, ARABIC_HACK, CODE_HACK]
+    cols = dict(lang=["zh"] * 3, words=[None] * 3, finished=[True, False, False])
+    for preset, clean_wins in (("default", True), ("seed", False)):
+        cfg = RewardArgs(reward_weights=preset, length_window={"zh": [10, 300]})
+        total = score(build_components(cfg, HackLovingRM()), texts, ["headline"] * 3, cfg.reward_weights, **cols)["total"]
+        assert (total[0] > max(total[1:])) == clean_wins, (preset, total)
+    assert set(GUARD_WEIGHTS) <= set(RewardArgs().reward_weights["words"])
+    with pytest.raises(ValueError, match="unknown preset 'nope'"):
+        RewardArgs(reward_weights="nope")

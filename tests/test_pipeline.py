@@ -20,19 +20,6 @@ def scalars(stage_dir: Path) -> dict[str, list[float]]:
     return {tag: [e.value for e in acc.Scalars(tag)] for tag in acc.Tags()["scalars"]}
 
 
-@pytest.fixture(scope="module")
-def run(tmp_path_factory):
-    """sft -> rm -> grpo in sequence, as a user runs them."""
-    from reward.train_rm import main as train_rm
-    from rl.grpo import main as grpo
-    from sft.sft import main as sft
-
-    runs = tmp_path_factory.mktemp("runs")
-    common = ["--config", TINY, "--runs_dir", str(runs), "--run_name", "t"]
-    summaries = {"sft": sft(common), "rm": train_rm(common), "grpo": grpo(common + ["--max_steps", "3"])}
-    return runs / "t", summaries
-
-
 def test_sft_learns_with_eos_and_reports_stop_rate(run):
     run_dir, s = run
     sft = s["sft"]

@@ -1,0 +1,199 @@
+"""Where the time goes on the CPU default (SmolLM2-135M + LoRA, MiniLM reward model), in printed figures.
+
+    python bench/bench_cpu_default.py                       # after ./run.sh (uses runs/cpu_default's SFT and RM)
+    python bench/bench_cpu_default.py --run_name NAME --steps 3 --skip compile
+
+1. generation tokens/s at batch 8 and 32 (48 new tokens each, sampling), for each variant: fp32 dynamic cache
+   (HF default), fp32 static cache, bf16, bf16 static, torch.compile (static cache);
+2. one GRPO step split into generation / reward / the rest (log-probs, loss, backward, optimizer), ours against
+   plain TRL GRPOTrainer with a trivial reward on the same model and settings, as a ratio;
+3. reward-model scoring texts/s;
+4. peak RSS.
+Timings vary several-fold when another process shares the two cores: run it alone.
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from common.config import parse_config  # noqa: E402
+from common.models import load_policy  # noqa: E402
+from common.stage_configs import GRPOArgs  # noqa: E402
+from data.loaders import load_prompts  # noqa: E402
+from data.prompts import format_for_model, prompt_text  # noqa: E402
+
+
+def peak_rss_gb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6    # Linux: kilobytes
+
+
+@torch.no_grad()
+def generation_rate(model, tokenizer, prompts: list[str], batch: int, new_tokens: int, repeats: int = 2,
+                    **generate_kwargs) -> tuple[float, float]:
+    """(tokens/s, seconds of the first, warm-up call). Every sequence generates exactly new_tokens tokens."""
+    enc = tokenizer((prompts * (batch // len(prompts) + 1))[:batch], return_tensors="pt", padding=True,
+                    add_special_tokens=False)
+    kwargs = dict(max_new_tokens=new_tokens, min_new_tokens=new_tokens, do_sample=True, temperature=0.9,
+                  top_p=0.95, pad_token_id=tokenizer.pad_token_id, **generate_kwargs)
+    t0 = time.perf_counter()
+    model.generate(**enc, **kwargs)
+    warmup = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    for _ in range(repeats):
+        model.generate(**enc, **kwargs)
+    return batch * new_tokens * repeats / (time.perf_counter() - t0), warmup
+
+
+def bench_generation(cfg, sft_dir: Path, skip: set[str], batches=(8, 32)) -> None:
+    print("\n## 1. generation (tokens/s; 48 new tokens per sequence, sampling)\n")
+    tasks = load_prompts(cfg.prompt_sources, cfg.data_dir, cfg.langs, 64, cfg.seed)
+    print(f"threads: {torch.get_num_threads()}")
+    print("| variant | " + " | ".join(f"batch {b}" for b in batches) + " | first call (s) |")
+    print("|---|" + "---|" * len(batches) + "---|")
+    variants = [("fp32, dynamic cache (HF default)", torch.float32, {}, False),
+                ("fp32, static cache", torch.float32, {"cache_implementation": "static"}, False),
+                ("bf16, dynamic cache", torch.bfloat16, {}, False),
+                ("bf16, static cache", torch.bfloat16, {"cache_implementation": "static"}, False),
+                ("bf16, static cache + torch.compile", torch.bfloat16, {"cache_implementation": "static"}, True)]
+    for name, dtype, kwargs, compiled in variants:
+        if compiled and "compile" in skip:
+            continue
+        model, tokenizer = load_policy(cfg.policy_model, [sft_dir])
+        model = model.to(dtype).eval()
+        if compiled:
+            model.forward = torch.compile(model.forward, mode="reduce-overhead", fullgraph=False)
+        prompts = [format_for_model(tokenizer, prompt_text(t)) for t in tasks]
+        rates, first = [], 0.0
+        for b in batches:
+            rate, warm = generation_rate(model, tokenizer, prompts, b, cfg.max_new_tokens, **kwargs)
+            rates.append(rate)
+            first = max(first, warm)
+        print(f"| {name} | " + " | ".join(f"{r:.0f}" for r in rates) + f" | {first:.1f} |", flush=True)
+        del model
+
+
+class Timed:
+    """Wraps trainer methods to add up their wall time: generation, reward, and the step as a whole."""
+
+    def __init__(self, trainer, names: dict[str, str]):
+        self.totals = {label: 0.0 for label in names.values()}
+        for method, label in names.items():
+            original = getattr(trainer, method)
+
+            def timed(*args, _original=original, _label=label, **kwargs):
+                t0 = time.perf_counter()
+                try:
+                    return _original(*args, **kwargs)
+                finally:
+                    self.totals[_label] += time.perf_counter() - t0
+
+            setattr(trainer, method, timed)
+
+
+def bench_grpo_step(cfg, steps: int, out_root: Path) -> None:
+    from trl import GRPOTrainer
+
+    from rl.grpo import build_trainer, grpo_config, prompt_dataset
+    from sft.sft import lora_config
+
+    print(f"\n## 2. GRPO step ({cfg.batch_size // cfg.num_generations} prompts x {cfg.num_generations} completions, "
+          f"{cfg.max_new_tokens} new tokens; mean of {steps} steps after one warm-up step)\n")
+    methods = {"_generate": "generation", "_calculate_rewards": "reward", "training_step": "step"}
+    results = {}
+
+    # ours: rl/grpo.py's trainer (composite reward with the MiniLM RM, per-component logging)
+    cfg.max_steps = steps + 1
+    trainer, tokenizer, *_ = build_trainer(cfg, out_root / "ours")
+    results["ours (composite reward + RM)"] = _time_steps(trainer, methods)
+
+    # plain TRL: same model, LoRA, prompts and GRPOConfig; a trivial reward, no callbacks of ours
+    model, tokenizer = load_policy(cfg.policy_model, [cfg.previous_stage_dir("sft") / "final"])
+    tasks = load_prompts(cfg.prompt_sources, cfg.data_dir, cfg.langs, cfg.max_rows_per_source, cfg.seed)
+
+    def length_reward(completions, **kwargs):
+        return [min(len(c), 200) / 200 for c in completions]
+
+    plain = GRPOTrainer(model=model, reward_funcs=[length_reward], args=grpo_config(cfg, out_root / "plain"),
+                        processing_class=tokenizer, train_dataset=prompt_dataset(tasks, tokenizer),
+                        peft_config=lora_config(cfg))
+    results["plain TRL (trivial reward)"] = _time_steps(plain, methods)
+
+    print("| trainer | step (s) | generation (s) | reward (s) | rest: log-probs, loss, backward, optimizer (s) |")
+    print("|---|---|---|---|---|")
+    for name, t in results.items():
+        print(f"| {name} | {t['step']:.2f} | {t['generation']:.2f} | {t['reward']:.2f} | "
+              f"{t['step'] - t['generation'] - t['reward']:.2f} |")
+    ours, plain_t = results["ours (composite reward + RM)"], results["plain TRL (trivial reward)"]
+    print(f"\nours / plain TRL step time: {ours['step'] / plain_t['step']:.2f}x")
+
+
+def _time_steps(trainer, methods: dict[str, str]) -> dict[str, float]:
+    """Mean seconds per step of each timed part, the first (warm-up) step left out."""
+    from transformers import TrainerCallback
+
+    timer = Timed(trainer, methods)
+    per_step: list[dict[str, float]] = []
+
+    class Snapshot(TrainerCallback):
+        def on_step_end(self, args, state, control, **kwargs):
+            per_step.append(dict(timer.totals))
+
+    trainer.add_callback(Snapshot())
+    trainer.train()
+    deltas = [{k: b[k] - a[k] for k in b} for a, b in zip(per_step, per_step[1:])]
+    return {k: sum(d[k] for d in deltas) / len(deltas) for k in deltas[0]}
+
+
+def bench_rm(cfg, n: int = 256) -> None:
+    from data.loaders import load_labeled
+    from reward.model import HumorRewardModel
+
+    texts = [r.text for r in load_labeled(cfg.labeled_sources, cfg.data_dir, cfg.langs, n, cfg.seed)][:n]
+    rm = HumorRewardModel(cfg.reward_model_dir(), cfg.rm_batch_size, cfg.rm_max_length)
+    rm.score(texts[:32])
+    t0 = time.perf_counter()
+    rm.score(texts)
+    rate = len(texts) / (time.perf_counter() - t0)
+    print(f"\n## 3. reward model\n\nMiniLM RM scoring: {rate:.0f} texts/s ({len(texts)} texts, batch {cfg.rm_batch_size})")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--config", default=str(ROOT / "configs" / "cpu_default.yaml"))
+    parser.add_argument("--run_name", default="cpu_default", help="Finished run whose SFT adapter and RM to use.")
+    parser.add_argument("--data_dir", default=str(ROOT.parent / "shared" / "data"))
+    parser.add_argument("--steps", type=int, default=3, help="GRPO steps timed (after one warm-up step).")
+    parser.add_argument("--skip", default="", help="Comma-separated parts to skip: generation, compile, grpo, rm.")
+    args = parser.parse_args()
+    skip = set(filter(None, args.skip.split(",")))
+
+    argv = ["--config", args.config, "--run_name", args.run_name]
+    if Path(args.data_dir).is_dir():
+        argv += ["--data_dir", args.data_dir, "--labeled_sources", "[colbert]", "--prompt_sources", "[mwahaha_dev]"]
+    cfg = parse_config(GRPOArgs, "grpo", argv)
+    sft_dir = cfg.previous_stage_dir("sft") / "final"
+    if not sft_dir.is_dir() or not cfg.reward_model_dir().is_dir():
+        raise SystemExit(f"needs a finished run '{args.run_name}' (SFT adapter and RM): run ./run.sh first")
+    out_root = ROOT / "runs" / "_bench" / time.strftime("%Y%m%d-%H%M%S")
+    print(f"# bench: {cfg.policy_model} + SFT adapter of run '{args.run_name}', torch {torch.__version__}")
+
+    if "generation" not in skip:
+        bench_generation(cfg, sft_dir, skip)
+    if "grpo" not in skip:
+        bench_grpo_step(cfg, args.steps, out_root)
+    if "rm" not in skip:
+        bench_rm(cfg)
+    print(f"\n## 4. memory\n\npeak RSS {peak_rss_gb():.2f} GB")
+
+
+if __name__ == "__main__":
+    main()

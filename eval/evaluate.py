@@ -1,0 +1,184 @@
+"""Evaluate policies (or output files) on the same held-out prompts, and write the run's report.
+
+    python eval/evaluate.py --config configs/cpu_default.yaml                     # base, sft, grpo of the run
+    python eval/evaluate.py --config configs/cpu_default.yaml --policies '[sft, grpo, runs/x/grpo/final]'
+    python eval/evaluate.py --config configs/cpu_default.yaml --outputs sft=a.jsonl --outputs grpo=b.jsonl
+
+Per policy: generate samples_per_prompt completions of every held-out prompt with the same seed, score them with
+every reward component, then SPEC section 6's metrics (eval/metrics.py), perplexity under a reference LM and the
+RM-judged win rate against the baseline policy. Writes <eval dir>/{<policy>.jsonl, metrics.json, summary.json,
+report.md} and the run's own <runs_dir>/<run_name>/report.md: the metrics table, the RM's held-out metrics, each
+stage's figures, sample outputs side by side, and PNG plots of every reward component over the RL steps.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+from common.config import parse_config
+from common.models import load_base_policy, load_policy
+from common.runs import atomic_write_text, finish_stage, prepare_stage_dir, set_seed
+from common.stage_configs import EvalArgs
+from data.prompts import format_for_model
+from eval.generate import (generate_rows, held_out_prompts, load_scorer, policy_adapters, policy_name, read_jsonl,
+                           write_jsonl)
+from eval.metrics import perplexity, summarize, win_rate
+from eval.plots import plot_scalars, read_scalars, reward_tags
+
+# metric key -> (label, format) for the report table, in display order
+TABLE = {
+    "stop_rate": ("stop rate (EOS)", "{:.2f}"), "coverage": ("keyword coverage (word prompts)", "{:.3f}"),
+    "structure_success": ("both words present", "{:.2f}"), "mean_rm_reward": ("mean RM P(humor)", "{:.3f}"),
+    "mean_total": ("mean composite reward", "{:.3f}"), "win_rate": ("win rate vs baseline (RM)", "{:.2f}"),
+    "dist1_corpus": ("Dist-1 corpus", "{:.3f}"), "dist2_corpus": ("Dist-2 corpus", "{:.3f}"),
+    "dist1_sentence": ("Dist-1 sentence", "{:.3f}"), "dist2_sentence": ("Dist-2 sentence", "{:.3f}"),
+    "mean_length": ("mean length (words; zh chars)", "{:.1f}"), "perplexity": ("perplexity (reference LM)", "{:.1f}"),
+    "script_drift_rate": ("script drift rate", "{:.2f}"), "repetition_rate": ("repetition rate", "{:.2f}"),
+    "gibberish_rate": ("gibberish rate", "{:.2f}"), "outputs": ("outputs", "{:d}"),
+}
+
+
+def metrics_table(metrics: dict[str, dict]) -> list[str]:
+    names = list(metrics)
+    lines = ["| metric | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
+    for key, (label, fmt) in TABLE.items():
+        if any(m.get(key) is not None for m in metrics.values()):
+            cells = [fmt.format(m[key]) if m.get(key) is not None else "-" for m in metrics.values()]
+            lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def samples_table(outputs: dict[str, list[dict]], n_prompts: int = 6) -> list[str]:
+    """The first sample of each policy for the same prompts, side by side."""
+    names = list(outputs)
+    first = {name: {} for name in names}
+    for name, rows in outputs.items():
+        for r in rows:
+            first[name].setdefault(r["id"], r)
+    ids = list(first[names[0]])[:n_prompts]
+    lines = ["| prompt | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
+    for pid in ids:
+        r0 = first[names[0]][pid]
+        prompt = f"words: {', '.join(r0['words'])}" if r0.get("words") else f"headline: {r0.get('headline') or pid}"
+        cells = []
+        for name in names:
+            r = first[name].get(pid)
+            cells.append("-" if r is None else (r["text"][:160] + ("" if r["finished"] else " [no EOS]"))
+                         .replace("|", "\\|").replace("\n", " "))
+        lines.append(f"| {prompt[:80].replace('|', '/')} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def _stage_summary(run_dir: Path, stage: str) -> dict | None:
+    path = run_dir / stage / "summary.json"
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def run_report(cfg, run_dir: Path, metrics: dict, outputs: dict, eval_dir: Path) -> list[str]:
+    """The run's report.md: what each stage did, the evaluation, the RM's quality, plots."""
+    lines = [f"# {cfg.run_name}", "", f"policy `{cfg.policy_model}`, languages {cfg.langs}, "
+             f"prompts {cfg.prompt_sources}, labeled data {cfg.labeled_sources}", ""]
+    stages = {s: _stage_summary(run_dir, s) for s in ("sft", "rm", "grpo", "ppo", "dpo")}
+    lines += ["## Stages", "", "| stage | wall time (s) | steps | figures | weights moved |", "|---|---|---|---|---|"]
+    for stage, s in stages.items():
+        if s is None:
+            continue
+        moved = s.get("update_check", {})
+        figures = {"sft": lambda: f"loss {s.get('loss_first', 0):.3f} -> {s.get('loss_last', 0):.3f}, stop rate {s.get('stop_rate', 0):.2f}",
+                   "rm": lambda: ", ".join(f"{k} {v:.3f}" for k, v in s.get("held_out", {}).items()),
+                   "grpo": lambda: f"train reward {s.get('reward_first') or 0:.3f} -> {s.get('reward_last') or 0:.3f}, "
+                                   f"KL {s.get('kl_last') or 0:.4f}"}.get(stage, lambda: "")()
+        lines.append(f"| {stage} | {s['wall_time_s']} | {s.get('steps', '-')} | {figures} | "
+                     f"{moved.get('moved_tensors', '-')}/{moved.get('trainable_tensors', '-')} tensors, "
+                     f"relative change {moved.get('relative_change', float('nan')):.2g} |")
+    n_prompts = len({r['id'] for rows in outputs.values() for r in rows})
+    lines += ["", f"## Evaluation on {n_prompts} held-out prompts, {cfg.samples_per_prompt} samples each", "",
+              *metrics_table(metrics), "",
+              "Coverage and 'both words present' are over word prompts only; the win rate counts RM-judged battles "
+              f"against `{cfg.baseline}` on the same prompts (ties half). Per-output scores: `{eval_dir}/<policy>.jsonl`.", ""]
+    rm = stages.get("rm")
+    if rm:
+        lines += ["## Reward model (held-out)", "", "| metric | value |", "|---|---|",
+                  *[f"| {k} | {v:.4f} |" for k, v in rm["held_out"].items()],
+                  f"| majority-class accuracy | {rm['majority_accuracy']:.4f} |", ""]
+    plots = []
+    for stage in ("grpo", "ppo"):
+        tb = run_dir / stage / "tb"
+        if tb.is_dir():
+            scalars = read_scalars(tb)
+            png = plot_scalars(scalars, reward_tags(scalars), run_dir / "plots" / f"{stage}_rewards.png",
+                               f"{cfg.run_name}: {stage} reward components per step")
+            if png:
+                plots.append(png)
+    if plots:
+        lines += ["## Reward components over RL steps", "", *[f"![{p.stem}](plots/{p.name})" for p in plots], ""]
+    lines += ["## Samples (first sample per prompt)", "", *samples_table(outputs), ""]
+    return lines
+
+
+def main(argv: list[str] | None = None) -> dict:
+    own = argparse.ArgumentParser(add_help=False)
+    own.add_argument("--outputs", action="append", default=[],
+                     help="NAME=FILE.jsonl: evaluate existing outputs (eval/generate.py rows) instead of generating.")
+    args, rest = own.parse_known_args(argv)
+    cfg = parse_config(EvalArgs, "eval", rest)
+    started = time.time()
+    out, _ = prepare_stage_dir(cfg, "eval")
+    run_dir = Path(cfg.runs_dir) / cfg.run_name
+
+    outputs: dict[str, list[dict]] = {}
+    skipped = {}
+    if args.outputs:
+        for spec in args.outputs:
+            name, _, path = spec.partition("=")
+            if not path:
+                raise SystemExit(f"--outputs {spec!r}: expected NAME=FILE.jsonl")
+            outputs[name] = read_jsonl(Path(path))
+    else:
+        tasks = held_out_prompts(cfg)
+        fns = load_scorer(cfg)
+        for policy in cfg.policies:
+            name = policy_name(policy)
+            try:
+                adapters = policy_adapters(cfg, policy)
+            except FileNotFoundError as e:
+                skipped[name] = str(e)
+                print(f"[eval] skipping {name}: {e}")
+                continue
+            t0 = time.time()
+            model, tokenizer = load_policy(cfg.policy_model, adapters)
+            set_seed(cfg.seed)                      # every policy samples with the same seed
+            outputs[name] = generate_rows(model, tokenizer, tasks, cfg, fns, cfg.samples_per_prompt,
+                                           cfg.gen_batch_size)
+            write_jsonl(out / f"{name}.jsonl", outputs[name])
+            print(f"[eval] {name}: {len(outputs[name])} outputs in {time.time() - t0:.0f} s")
+            del model
+
+    metrics = {name: summarize(rows) for name, rows in outputs.items()}
+    if cfg.perplexity_model and all("prompt" in r for rows in outputs.values() for r in rows):
+        ref_spec = cfg.policy_model if cfg.perplexity_model == "base" else cfg.perplexity_model
+        ref, ref_tok = load_base_policy(ref_spec)
+        for name, rows in outputs.items():
+            metrics[name]["perplexity"] = perplexity(ref, ref_tok, [format_for_model(ref_tok, r["prompt"]) for r in rows],
+                                                     [r["text"] for r in rows], cfg.gen_batch_size)
+    if cfg.baseline and cfg.baseline in outputs and all("rm_reward" in rows[0] for rows in outputs.values()):
+        for name, rows in outputs.items():
+            if name != cfg.baseline:
+                metrics[name].update(win_rate(rows, outputs[cfg.baseline]))
+    atomic_write_text(out / "metrics.json", json.dumps(metrics, indent=2))
+
+    report = run_report(cfg, run_dir, metrics, outputs, out)
+    if skipped:
+        report += ["## Not evaluated", "", *[f"- {k}: {v}" for k, v in skipped.items()], ""]
+    atomic_write_text(run_dir / "report.md", "\n".join(report) + "\n")
+    print("\n".join(metrics_table(metrics)))
+    print(f"[eval] report -> {run_dir / 'report.md'}")
+    return finish_stage(out, "eval", {"metrics": metrics, "skipped": skipped, "report": str(run_dir / "report.md")},
+                        metrics_table(metrics), started)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,131 @@
+"""SPEC section 6's metrics over a set of generated outputs: the one implementation behind `eval/evaluate.py`,
+the demo report and the sweep summary.
+
+An output row is a dict with at least: id, lang, prompt_type, words (list or None), text, finished (bool), plus
+every reward component and `total` as written by `eval/generate.py`. Units are characters for Chinese, words
+otherwise (reward.components.text_units).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from reward.components import text_units
+
+# A row counts as drifted / repetitive / gibberish when its component exceeds these shares.
+DRIFT_THRESHOLD = 0.05
+REPETITION_THRESHOLD = 0.20
+GIBBERISH_THRESHOLD = 0.10
+
+
+def _ngrams(units: list[str], n: int) -> list[tuple[str, ...]]:
+    return [tuple(units[i:i + n]) for i in range(len(units) - n + 1)]
+
+
+def distinct_n(texts: list[str], langs: list[str], n: int) -> tuple[float, float]:
+    """(corpus, sentence) Dist-n. Corpus: distinct n-grams of all texts together / all n-grams. Sentence: the
+    mean over texts (with at least one n-gram) of distinct / total within the text.
+
+    >>> distinct_n(["a b a b", "a b c"], ["en", "en"], 1)     # corpus: {a,b,c} / 7; sentence: (2/4 + 3/3) / 2
+    (0.42857142857142855, 0.75)
+    >>> distinct_n(["哈哈哈", "哈哈"], ["zh", "zh"], 2)          # corpus: {哈哈} / 3; sentence: (1/2 + 1/1) / 2
+    (0.3333333333333333, 0.75)
+    """
+    all_grams, per_text = [], []
+    for text, lang in zip(texts, langs):
+        grams = _ngrams(text_units(text, lang), n)
+        all_grams.extend(grams)
+        if grams:
+            per_text.append(len(set(grams)) / len(grams))
+    corpus = len(set(all_grams)) / len(all_grams) if all_grams else 0.0
+    sentence = sum(per_text) / len(per_text) if per_text else 0.0
+    return corpus, sentence
+
+
+def _mean(values) -> float | None:
+    values = [v for v in values if v is not None]
+    return sum(values) / len(values) if values else None
+
+
+def summarize(rows: list[dict]) -> dict:
+    """Every metric of SPEC section 6 that needs only the outputs (perplexity and win rate need models)."""
+    if not rows:
+        raise ValueError("no outputs to evaluate")
+    texts, langs = [r["text"] for r in rows], [r["lang"] for r in rows]
+    word_rows = [r for r in rows if r.get("words")]
+    out = {"outputs": len(rows), "prompts": len({r["id"] for r in rows}),
+           "stop_rate": sum(bool(r["finished"]) for r in rows) / len(rows),
+           "mean_length": _mean(len(text_units(t, l)) for t, l in zip(texts, langs))}
+    for n in (1, 2):
+        out[f"dist{n}_corpus"], out[f"dist{n}_sentence"] = distinct_n(texts, langs, n)
+    if word_rows:
+        from reward.components import coverage_reward
+        cov = coverage_reward([r["text"] for r in word_rows], words=[r["words"] for r in word_rows])
+        out["word_prompts"] = len(word_rows)
+        out["coverage"] = _mean(cov)
+        out["structure_success"] = sum(c == 1.0 for c in cov) / len(cov)   # both required words present
+    for name, threshold, key in (("script_drift_penalty", DRIFT_THRESHOLD, "script_drift_rate"),
+                                 ("repetition_penalty", REPETITION_THRESHOLD, "repetition_rate"),
+                                 ("gibberish_penalty", GIBBERISH_THRESHOLD, "gibberish_rate")):
+        if name in rows[0]:
+            out[key] = sum(r[name] > threshold for r in rows) / len(rows)
+    for key in ("rm_reward", "total"):
+        if key in rows[0]:
+            out[f"mean_{key}"] = _mean(r[key] for r in rows)
+    return out
+
+
+@torch.no_grad()
+def perplexity(model, tokenizer, prompts: list[str], completions: list[str], batch_size: int = 8) -> float:
+    """exp(mean NLL per completion token) of the completions given their (formatted) prompts, under `model`:
+    fluency as a reference LM sees it. Tokens of the prompt and padding do not count."""
+    model.eval()
+    total_nll, total_tokens = 0.0, 0
+    for i in range(0, len(prompts), batch_size):
+        ids, labels = [], []
+        for prompt, completion in zip(prompts[i:i + batch_size], completions[i:i + batch_size]):
+            p = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+            c = tokenizer(completion, add_special_tokens=False)["input_ids"]
+            ids.append(p + c)
+            labels.append([-100] * len(p) + c)
+        width = max(len(x) for x in ids)
+        pad = tokenizer.pad_token_id
+        input_ids = torch.tensor([x + [pad] * (width - len(x)) for x in ids])           # (B, T)
+        attention = torch.tensor([[1] * len(x) + [0] * (width - len(x)) for x in ids])
+        target = torch.tensor([y + [-100] * (width - len(y)) for y in labels])
+        logits = model(input_ids=input_ids.to(model.device), attention_mask=attention.to(model.device)).logits
+        logp = torch.log_softmax(logits[:, :-1].float(), dim=-1)                          # (B, T-1, V)
+        target = target[:, 1:].to(model.device)                                           # token t+1 from t
+        mask = target != -100
+        nll = -logp.gather(-1, target.clamp(min=0).unsqueeze(-1)).squeeze(-1)             # (B, T-1)
+        total_nll += float(nll[mask].sum())
+        total_tokens += int(mask.sum())
+    return math.exp(total_nll / total_tokens) if total_tokens else float("nan")
+
+
+def win_rate(rows: list[dict], baseline: list[dict], key: str = "rm_reward") -> dict:
+    """Pairwise win rate against a baseline on the same prompt ids, judged by `key` (the RM score by default):
+    each pair of outputs for a shared id is a battle; a tie counts half.
+
+    >>> win_rate([{"id": "a", "rm_reward": 0.9}, {"id": "b", "rm_reward": 0.2}],
+    ...          [{"id": "a", "rm_reward": 0.5}, {"id": "b", "rm_reward": 0.2}, {"id": "c", "rm_reward": 0.1}])
+    {'win_rate': 0.75, 'battles': 2, 'shared_prompts': 2}
+    """
+    theirs: dict[str, list[float]] = {}
+    by_id: dict[str, list[float]] = {}
+    for r in baseline:
+        theirs.setdefault(r["id"], []).append(r[key])
+    for r in rows:
+        by_id.setdefault(r["id"], []).append(r[key])
+    score, battles = 0.0, 0
+    for pid, values in by_id.items():
+        for a in values:
+            for b in theirs.get(pid, []):
+                score += 1.0 if a > b else 0.5 if a == b else 0.0
+                battles += 1
+    shared = len(set(by_id) & set(theirs))
+    if not battles:
+        raise ValueError("win rate: the two output sets share no prompt id")
+    return {"win_rate": score / battles, "battles": battles, "shared_prompts": shared}

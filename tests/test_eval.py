@@ -1,0 +1,82 @@
+"""Evaluation, generation and the run report, on the tiny pipeline run of test_pipeline (module fixture)."""
+
+import json
+import math
+
+import pytest
+import torch
+
+from common.models import load_base_policy
+from eval.generate import adapter_chain, main as generate, read_jsonl
+from eval.metrics import perplexity, summarize
+from pathlib import Path
+
+TINY = str(Path(__file__).resolve().parents[1] / "configs" / "tiny.yaml")
+
+
+def test_eval_compares_base_sft_grpo_on_the_same_prompts(run):
+    run_dir, s = run
+    metrics = s["eval"]["metrics"]
+    assert list(metrics) == ["base", "sft", "grpo"] and not s["eval"]["skipped"]
+    rows = {name: read_jsonl(run_dir / "eval" / f"{name}.jsonl") for name in metrics}
+    ids = [r["id"] for r in rows["base"]]
+    assert all([r["id"] for r in rows[name]] == ids for name in rows)          # same prompts, same order
+    assert len(ids) == 2 * len(set(ids))                                      # samples_per_prompt 2
+    for name, m in metrics.items():
+        for key, value in summarize(rows[name]).items():       # metrics.json agrees with the rows on disk
+            assert m[key] == pytest.approx(value), (name, key)
+        assert m["stop_rate"] == sum(r["finished"] for r in rows[name]) / len(rows[name])
+        assert math.isfinite(m["perplexity"]) and m["perplexity"] > 1
+        for key in ("coverage", "dist2_corpus", "dist1_sentence", "mean_rm_reward", "script_drift_rate",
+                    "repetition_rate", "mean_length"):
+            assert key in m, (name, key)
+    assert "win_rate" in metrics["grpo"] and "win_rate" not in metrics["base"]
+    report = (run_dir / "report.md").read_text()
+    for needle in ("| metric | base | sft | grpo |", "| stop rate (EOS) |", "## Reward model (held-out)",
+                   "![grpo_rewards](plots/grpo_rewards.png)", "| Dist-2 corpus |", "| perplexity (reference LM) |"):
+        assert needle in report, needle
+    png = run_dir / "plots" / "grpo_rewards.png"
+    assert png.is_file() and png.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_generate_cli_writes_scored_rows_for_a_stage_and_its_parents(run, tmp_path):
+    run_dir, _ = run
+    assert [p.parent.name for p in adapter_chain(run_dir / "grpo" / "final")] == ["sft", "grpo"]
+    out = tmp_path / "g.jsonl"
+    rows = generate(["--config", TINY, "--runs_dir", str(run_dir.parent), "--run_name", run_dir.name,
+                     "--policy", "grpo", "--words", "cactus,lawsuit", "--headline", "Cat elected mayor",
+                     "--lang", "en", "--samples_per_prompt", "3", "--out", str(out)])
+    assert read_jsonl(out) == rows and len(rows) == 6
+    words = [r for r in rows if r["prompt_type"] == "words"]
+    assert len(words) == 3 and all(r["words"] == ["cactus", "lawsuit"] and r["coverage_reward"] is not None for r in words)
+    for r in rows:
+        assert {"text", "finished", "rm_reward", "no_eos_penalty", "script_drift_penalty", "total"} <= set(r)
+        assert r["no_eos_penalty"] == (0.0 if r["finished"] else 1.0)
+    with pytest.raises(FileNotFoundError, match="policy 'ppo'"):
+        generate(["--config", TINY, "--runs_dir", str(run_dir.parent), "--run_name", run_dir.name, "--policy", "ppo"])
+
+
+def test_perplexity_matches_the_models_own_loss():
+    model, tok = load_base_policy("tiny:llama")
+    prompt, completion = "Tell a joke:", " the cat sat on the mat"
+    p = tok(prompt, add_special_tokens=False)["input_ids"]
+    c = tok(completion, add_special_tokens=False)["input_ids"]
+    ids = torch.tensor([p + c])
+    labels = torch.tensor([[-100] * len(p) + c])
+    with torch.no_grad():
+        loss = model(input_ids=ids, labels=labels).loss        # HF's mean CE over the completion tokens
+    # batched with a longer second example, so padding must not count
+    ppl = perplexity(model, tok, [prompt, prompt + " and more words here"], [completion, completion])
+    ppl_single = perplexity(model, tok, [prompt], [completion])
+    assert ppl_single == pytest.approx(math.exp(float(loss)), rel=1e-5)
+    assert ppl != ppl_single  # the second example has a different context, so the mean changes
+
+
+def test_read_jsonl_names_file_and_line(tmp_path):
+    bad = tmp_path / "o.jsonl"
+    bad.write_text(json.dumps({"id": "a", "text": "x", "lang": "en"}) + "\n{oops\n")
+    with pytest.raises(ValueError, match=r"o.jsonl:2: not a JSON object"):
+        read_jsonl(bad)
+    bad.write_text(json.dumps({"id": "a", "lang": "en"}) + "\n")
+    with pytest.raises(ValueError, match=r"o.jsonl:1: row has no 'text' field"):
+        read_jsonl(bad)
