@@ -53,13 +53,14 @@ def generation_rate(model, tokenizer, prompts: list[str], batch: int, new_tokens
     return batch * new_tokens * repeats / (time.perf_counter() - t0), warmup
 
 
-def bench_generation(cfg, sft_dir: Path, skip: set[str], batches=(8, 32)) -> None:
+def bench_generation(cfg, sft_dir: Path, skip: set[str], batches=(8, 32, 64)) -> None:
     print("\n## 1. generation (tokens/s; 48 new tokens per sequence, sampling)\n")
     tasks = load_prompts(cfg.prompt_sources, cfg.data_dir, cfg.langs, 64, cfg.seed)
     print(f"threads: {torch.get_num_threads()}")
     print("| variant | " + " | ".join(f"batch {b}" for b in batches) + " | first call (s) |")
     print("|---|" + "---|" * len(batches) + "---|")
     variants = [("fp32, dynamic cache (HF default)", torch.float32, {}, False),
+                ("fp32 weights, bf16 autocast", "autocast", {}, False),
                 ("fp32, static cache", torch.float32, {"cache_implementation": "static"}, False),
                 ("bf16, dynamic cache", torch.bfloat16, {}, False),
                 ("bf16, static cache", torch.bfloat16, {"cache_implementation": "static"}, False),
@@ -68,13 +69,14 @@ def bench_generation(cfg, sft_dir: Path, skip: set[str], batches=(8, 32)) -> Non
         if compiled and "compile" in skip:
             continue
         model, tokenizer = load_policy(cfg.policy_model, [sft_dir])
-        model = model.to(dtype).eval()
+        model = model.to(torch.float32 if dtype == "autocast" else dtype).eval()
         if compiled:
             model.forward = torch.compile(model.forward, mode="reduce-overhead", fullgraph=False)
         prompts = [format_for_model(tokenizer, prompt_text(t)) for t in tasks]
         rates, first = [], 0.0
         for b in batches:
-            rate, warm = generation_rate(model, tokenizer, prompts, b, cfg.max_new_tokens, **kwargs)
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=dtype == "autocast"):
+                rate, warm = generation_rate(model, tokenizer, prompts, b, cfg.max_new_tokens, **kwargs)
             rates.append(rate)
             first = max(first, warm)
         print(f"| {name} | " + " | ".join(f"{r:.0f}" for r in rates) + f" | {first:.1f} |", flush=True)
@@ -102,7 +104,7 @@ class Timed:
 def bench_grpo_step(cfg, steps: int, out_root: Path) -> None:
     from trl import GRPOTrainer
 
-    from rl.grpo import build_trainer, grpo_config, prompt_dataset
+    from rl.grpo import build_trainer, grpo_config
     from sft.sft import lora_config
 
     print(f"\n## 2. GRPO step ({cfg.batch_size // cfg.num_generations} prompts x {cfg.num_generations} completions, "
@@ -110,20 +112,24 @@ def bench_grpo_step(cfg, steps: int, out_root: Path) -> None:
     methods = {"_generate": "generation", "_calculate_rewards": "reward", "training_step": "step"}
     results = {}
 
-    # ours: rl/grpo.py's trainer (composite reward with the MiniLM RM, per-component logging)
+    # ours: rl/grpo.py's trainer (composite reward with the MiniLM RM, monitors, alarms), fp32 and bf16 autocast
     cfg.max_steps = steps + 1
-    trainer, tokenizer, *_ = build_trainer(cfg, out_root / "ours")
-    results["ours (composite reward + RM)"] = _time_steps(trainer, methods)
+    for bf16 in (False, True):
+        cfg.bf16 = bf16
+        trainer, tokenizer, *_ = build_trainer(cfg, out_root / f"ours-bf16-{bf16}")
+        results[f"ours, {'bf16 autocast' if bf16 else 'fp32'}"] = _time_steps(trainer, methods)
+        dataset = trainer.train_dataset      # the same prompts, in the same order, for plain TRL
+        del trainer
+    cfg.bf16 = False    # plain TRL as it runs on a CPU by default
 
     # plain TRL: same model, LoRA, prompts and GRPOConfig; a trivial reward, no callbacks of ours
     model, tokenizer = load_policy(cfg.policy_model, [cfg.previous_stage_dir("sft") / "final"])
-    tasks = load_prompts(cfg.prompt_sources, cfg.data_dir, cfg.langs, cfg.max_rows_per_source, cfg.seed)
 
     def length_reward(completions, **kwargs):
         return [min(len(c), 200) / 200 for c in completions]
 
     plain = GRPOTrainer(model=model, reward_funcs=[length_reward], args=grpo_config(cfg, out_root / "plain"),
-                        processing_class=tokenizer, train_dataset=prompt_dataset(tasks, tokenizer),
+                        processing_class=tokenizer, train_dataset=dataset,
                         peft_config=lora_config(cfg))
     results["plain TRL (trivial reward)"] = _time_steps(plain, methods)
 
@@ -132,8 +138,10 @@ def bench_grpo_step(cfg, steps: int, out_root: Path) -> None:
     for name, t in results.items():
         print(f"| {name} | {t['step']:.2f} | {t['generation']:.2f} | {t['reward']:.2f} | "
               f"{t['step'] - t['generation'] - t['reward']:.2f} |")
-    ours, plain_t = results["ours (composite reward + RM)"], results["plain TRL (trivial reward)"]
-    print(f"\nours / plain TRL step time: {ours['step'] / plain_t['step']:.2f}x")
+    plain_t = results["plain TRL (trivial reward)"]
+    for name in ("ours, fp32", "ours, bf16 autocast"):
+        print(f"\n{name} / plain TRL (fp32) step time: {results[name]['step'] / plain_t['step']:.2f}x", end="")
+    print()
 
 
 def _time_steps(trainer, methods: dict[str, str]) -> dict[str, float]:

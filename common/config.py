@@ -38,6 +38,13 @@ def _check_type(name: str, value, hint, where: str):
         origin = typing.get_origin(hint)
     if hint is float and isinstance(value, (int, float)) and not isinstance(value, bool):
         return float(value)
+    if hint is float and isinstance(value, str):   # YAML 1.1 reads '1e-5' (no dot) as a string
+        try:
+            return float(value)
+        except ValueError:
+            raise ValueError(f"{where}: '{name}' must be a number, got {value!r}") from None
+    if hint is float and not isinstance(value, float):
+        raise ValueError(f"{where}: '{name}' must be a number, got {value!r}")
     if hint in (int, str, bool) and not isinstance(value, hint):
         raise ValueError(f"{where}: '{name}' must be {hint.__name__}, got {value!r}")
     if hint is int and isinstance(value, bool):

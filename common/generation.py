@@ -33,8 +33,9 @@ class Sample:
 @torch.no_grad()
 def sample_completions(model, tokenizer, prompts: list[str], max_new_tokens: int, temperature: float, top_p: float,
                        batch_size: int = 8, max_prompt_tokens: int = 256, greedy: bool = False,
-                       progress: bool = True) -> list[Sample]:
-    """Sample one completion per (already formatted) prompt, in batches, left-padded."""
+                       progress: bool = True, bf16: bool = False) -> list[Sample]:
+    """Sample one completion per (already formatted) prompt, in batches, left-padded; under bf16 autocast if
+    asked (weights stay as they are)."""
     stop_ids = stop_token_ids(model, tokenizer)
     was_training = model.training
     model.eval()
@@ -44,9 +45,10 @@ def sample_completions(model, tokenizer, prompts: list[str], max_new_tokens: int
         batch = prompts[i:i + batch_size]
         enc = tokenizer(batch, return_tensors="pt", padding=True, truncation=True, max_length=max_prompt_tokens,
                         add_special_tokens=False).to(model.device)
-        gen = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=not greedy,
-                             temperature=temperature if not greedy else None, top_p=top_p if not greedy else None,
-                             eos_token_id=stop_ids, pad_token_id=tokenizer.pad_token_id)
+        with torch.autocast(model.device.type, dtype=torch.bfloat16, enabled=bf16):
+            gen = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=not greedy,
+                                 temperature=temperature if not greedy else None, top_p=top_p if not greedy else None,
+                                 eos_token_id=stop_ids, pad_token_id=tokenizer.pad_token_id)
         completion_ids = gen[:, enc["input_ids"].shape[1]:]                   # (B, T_new)
         for prompt, ids in zip(batch, completion_ids.tolist()):
             stop_at = next((j for j, t in enumerate(ids) if t in stop_ids), None)

@@ -62,7 +62,14 @@ def trainer_kwargs(config, stage_dir: Path) -> dict:
     return dict(output_dir=str(stage_dir), max_steps=config.max_steps, per_device_train_batch_size=config.batch_size,
                 learning_rate=config.learning_rate, warmup_steps=config.warmup_steps,
                 logging_steps=config.logging_steps, save_steps=config.save_steps, save_total_limit=2,
-                report_to="none", seed=config.seed, use_cpu=not on_gpu, bf16=on_gpu)
+                report_to="none", seed=config.seed, use_cpu=not on_gpu, bf16=use_bf16(getattr(config, "bf16", None)))
+
+
+def use_bf16(setting: bool | None) -> bool:
+    """The bf16 setting resolved: explicit, else a GPU or a CPU with native bf16 dot products (AVX512-BF16)."""
+    if setting is not None:
+        return setting
+    return torch.cuda.is_available() or torch.cpu._is_avx512_bf16_supported()
 
 
 def tensorboard_callback(stage_dir: Path):

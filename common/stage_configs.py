@@ -62,6 +62,9 @@ class PolicyArgs:
     temperature: float = field(default=0.9, metadata={"help": "Sampling temperature (seeds: 0.8-0.95)."})
     top_p: float = field(default=0.95, metadata={"help": "Nucleus sampling mass."})
     max_prompt_tokens: int = field(default=128, metadata={"help": "Prompts are truncated on the left to this many tokens."})
+    bf16: bool | None = field(default=None, metadata={
+        "help": "bf16 autocast for training and sampling (weights stay fp32). None: on for a GPU and for a CPU with "
+                "AVX512-BF16 (1.5-2x faster there, see bench/), off otherwise."})
 
 
 @dataclass
@@ -130,7 +133,26 @@ class RMArgs(TrainArgs, RunArgs):
 
 
 @dataclass
-class GRPOArgs(TrainArgs, RewardArgs, PolicyArgs, RunArgs):
+class AlarmArgs:
+    """Thresholds of the RL alarms (rl/monitor.py): the signatures of reward hacking and silent failure."""
+
+    alarm_min_dist2: float = field(default=0.35, metadata={
+        "help": "Repetition alarm: batch Dist-2 below this while the RM score is above its first value."})
+    alarm_max_drift_rate: float = field(default=0.0, metadata={
+        "help": "Script-drift alarm: share of completions with letters outside the language's script above this."})
+    alarm_max_clipped_ratio: float = field(default=0.5, metadata={
+        "help": "No-EOS alarm: share of completions cut at max_new_tokens above this."})
+    alarm_max_kl: float = field(default=1.0, metadata={"help": "KL alarm: KL to the reference above this."})
+    alarm_max_zero_std: float = field(default=0.75, metadata={
+        "help": "No-signal alarm: share of groups whose completions all got the same reward above this."})
+    alarm_stop: bool = field(default=False, metadata={
+        "help": "Stop training (after saving a checkpoint) when an alarm fires, instead of only warning."})
+    log_samples_steps: int = field(default=5, metadata={
+        "help": "Write sample completions with their component scores to TensorBoard text every N steps (0: never)."})
+
+
+@dataclass
+class GRPOArgs(AlarmArgs, TrainArgs, RewardArgs, PolicyArgs, RunArgs):
     """GRPO (TRL GRPOTrainer) of the SFT policy against the composite reward."""
 
     sft_adapter: str | None = field(default=None, metadata={
@@ -140,6 +162,8 @@ class GRPOArgs(TrainArgs, RewardArgs, PolicyArgs, RunArgs):
     kl_beta: float = field(default=0.04, metadata={
         "help": "Weight of the per-token KL to the SFT reference. 0 loads no reference; too small lets the policy "
                 "collapse onto a reward hack, too large stops learning."})
+    balance_prompt_types: bool = field(default=True, metadata={
+        "help": "Repeat the rarer prompt type (word prompts in MWAHAHA) so RL sees both types equally often."})
     loss_type: str = field(default="dapo", metadata={"help": "TRL GRPO loss aggregation: grpo, dapo, dr_grpo, bnpo."})
     epsilon: float = field(default=0.2, metadata={"help": "PPO-style clip range of the importance ratio."})
 

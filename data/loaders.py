@@ -200,6 +200,24 @@ def split_prompts(prompts: list[TaskPrompt], n_eval: int, seed: int) -> tuple[li
     return [p for p in shuffled if p.id not in held_ids], held
 
 
+def balance_prompt_types(prompts: list[TaskPrompt], seed: int) -> list[TaskPrompt]:
+    """Repeat the rarer prompt types until every type is as common as the most common one (seeded order).
+
+    MWAHAHA's English dev set holds 100 word prompts in 1,200: drawn as they come, most RL steps would never see
+    the constraint the coverage reward teaches.
+
+    >>> ps = [TaskPrompt(f"h{i}", "en", "headline", headline="x") for i in range(4)] + [TaskPrompt("w", "en", "words", words=("a", "b"))]
+    >>> sorted(p.id for p in balance_prompt_types(ps, 0))
+    ['h0', 'h1', 'h2', 'h3', 'w', 'w', 'w', 'w']
+    """
+    by_type: dict[str, list[TaskPrompt]] = {}
+    for p in prompts:
+        by_type.setdefault(p.prompt_type, []).append(p)
+    target = max((len(v) for v in by_type.values()), default=0)
+    out = [p for group in by_type.values() for p in (group * (target // len(group) + 1))[:target]]
+    return random.Random(seed).sample(out, len(out))
+
+
 def load_headline_demonstrations(langs=LANGS) -> list[Demonstration]:
     """Hand-written (headline, joke) pairs shipped with the sample set."""
     path = SAMPLE_DIR / "headline_jokes.tsv"

@@ -23,7 +23,7 @@ from pathlib import Path
 from common.config import parse_config
 from common.generation import sample_completions
 from common.models import load_policy
-from common.runs import atomic_write_text, set_seed
+from common.runs import atomic_write_text, set_seed, use_bf16
 from common.stage_configs import GenerateArgs
 from data.loaders import TaskPrompt, load_prompts, read_task_tsv, split_prompts
 from data.prompts import format_for_model, prompt_text
@@ -79,7 +79,8 @@ def generate_rows(model, tokenizer, tasks: list[TaskPrompt], cfg, fns: dict, sam
     instructions = [prompt_text(t) for t in tasks]
     samples = sample_completions(model, tokenizer, [format_for_model(tokenizer, s) for s in instructions],
                                  cfg.max_new_tokens, cfg.temperature, cfg.top_p, batch_size=batch_size,
-                                 max_prompt_tokens=cfg.max_prompt_tokens, greedy=greedy, progress=progress)
+                                 max_prompt_tokens=cfg.max_prompt_tokens, greedy=greedy, progress=progress,
+                                 bf16=use_bf16(cfg.bf16) and not greedy)
     texts = [s.text for s in samples]
     scores = score(fns, texts, [t.prompt_type for t in tasks], cfg.reward_weights,
                    words=[list(t.words) if t.words else None for t in tasks], lang=[t.lang for t in tasks],

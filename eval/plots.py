@@ -17,10 +17,11 @@ def read_scalars(tb_dir: Path) -> dict[str, list[tuple[int, float]]]:
 
 def reward_tags(scalars: dict) -> list[str]:
     """The tags worth a panel in a GRPO/PPO run: total reward, every component's mean over all prompt types
-    (rewards/<component>/mean), KL and completion stop rate, in that order, when present."""
+    (rewards/<component>/mean), KL, the no-EOS share, batch Dist-2 and script drift, in that order, when present."""
     components = sorted(t for t in scalars if t.startswith("train/rewards/") and t.endswith("/mean")
                         and t.count("/") == 3)       # train/rewards/<component>/mean, not .../<type>/<component>/mean
-    extras = [t for t in ("train/kl", "train/completions/clipped_ratio", "train/gen/stop_rate") if t in scalars]
+    extras = [t for t in ("train/kl", "train/completions/clipped_ratio", "train/gen/dist2", "train/gen/drift_rate")
+              if t in scalars]
     return [t for t in ("train/reward",) if t in scalars] + components + extras
 
 

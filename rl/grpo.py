@@ -15,7 +15,7 @@ from pathlib import Path
 
 from datasets import Dataset
 from transformers import TrainerCallback
-from trl import GRPOConfig, GRPOTrainer
+from trl import GRPOConfig
 
 from common.config import parse_config
 from common.generation import stop_token_ids
@@ -23,10 +23,11 @@ from common.models import load_policy, save_lineage
 from common.runs import (check_weights_moved, finish_stage, log_scalars, prepare_stage_dir, save_atomically,
                          set_seed, tensorboard_callback, trainable_snapshot, trainer_kwargs)
 from common.stage_configs import GRPOArgs
-from data.loaders import TaskPrompt, load_prompts, split_prompts
+from data.loaders import TaskPrompt, balance_prompt_types, load_prompts, split_prompts
 from data.prompts import format_for_model, prompt_text
 from eval.generate import generate_rows, load_scorer
 from reward.composite import trl_reward_functions
+from rl.monitor import Alarms, MonitoredGRPOTrainer, SampleText
 from sft.sft import lora_config
 
 
@@ -83,14 +84,20 @@ def build_trainer(cfg: GRPOArgs, out: Path):
     train_tasks, held_out = split_prompts(
         load_prompts(cfg.prompt_sources, cfg.data_dir, cfg.langs, cfg.max_rows_per_source, cfg.seed),
         cfg.eval_prompts, cfg.seed)
+    if cfg.balance_prompt_types:
+        train_tasks = balance_prompt_types(train_tasks, cfg.seed)
     print(f"[grpo] {len(train_tasks)} training prompts, {len(held_out)} held out; reward functions "
           f"{[f.__name__ for f in reward_funcs]} with weights {reward_weights}; KL beta {cfg.kl_beta}")
 
-    # 4. TRL's trainer, with our per-component means logged before TensorBoard writes
-    trainer = GRPOTrainer(model=model, reward_funcs=reward_funcs, args=grpo_config(cfg, out, reward_weights),
-                          processing_class=tokenizer, train_dataset=prompt_dataset(train_tasks, tokenizer),
-                          peft_config=lora_config(cfg), callbacks=[ComponentMeans(record), tensorboard_callback(out)])
-    return trainer, tokenizer, fns, held_out, sft_dir
+    # 4. TRL's trainer + batch statistics; callbacks in order: per-component means, alarms, then TensorBoard
+    tensorboard = tensorboard_callback(out)
+    alarms = Alarms(cfg, stop=cfg.alarm_stop, last_batch=lambda: trainer.last_batch)
+    trainer = MonitoredGRPOTrainer(
+        model=model, reward_funcs=reward_funcs, args=grpo_config(cfg, out, reward_weights), processing_class=tokenizer,
+        train_dataset=prompt_dataset(train_tasks, tokenizer), peft_config=lora_config(cfg), stop_ids=stop_ids,
+        callbacks=[ComponentMeans(record), alarms, tensorboard])
+    trainer.add_callback(SampleText(trainer, tensorboard.tb_writer, cfg.log_samples_steps))
+    return trainer, tokenizer, fns, held_out, sft_dir, alarms
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -98,7 +105,7 @@ def main(argv: list[str] | None = None) -> dict:
     set_seed(cfg.seed)
     started = time.time()
     out, resume = prepare_stage_dir(cfg, "grpo")
-    trainer, tokenizer, fns, held_out, sft_dir = build_trainer(cfg, out)
+    trainer, tokenizer, fns, held_out, sft_dir, alarms = build_trainer(cfg, out)
     before = trainable_snapshot(trainer.model)
     trainer.train(resume_from_checkpoint=resume)
     moved = check_weights_moved(trainer.model, before, "grpo", trainer.state.global_step)
@@ -126,13 +133,14 @@ def main(argv: list[str] | None = None) -> dict:
               f"{last.get('reward', float('nan')):.4f}", f"held-out reward {held_reward:.4f}, stop rate {stop_rate:.2f}",
               "", "## held-out samples", "",
               *[f"- [{r['prompt_type']}] total {r['total']:.3f}: {r['text'][:200]!r}" for r in rows[:8]], "",
-              f"weights moved: {moved}"]
+              "## alarms", "", *([f"- step {a['step']}: **{a['alarm']}**: {a['message']}" for a in alarms.fired]
+                                  or ["none fired"]), "", f"weights moved: {moved}"]
     return finish_stage(out, "grpo", {
         "steps": trainer.state.global_step, "reward_first": first.get("reward"), "reward_last": last.get("reward"),
         "kl_last": last.get("kl"), "held_out_reward": held_reward, "held_out_stop_rate": stop_rate,
-        "stop_token_ids": stop_token_ids(trainer.model, tokenizer), "reward_functions": [f.__name__ for f in reward_funcs],
+        "stop_token_ids": stop_token_ids(trainer.model, tokenizer), "reward_functions": [f.__name__ for f in trainer.reward_funcs],
         "reward_weights": cfg.reward_weights, "update_check": moved, "adapter_dir": str(out / "final"),
-        "samples": rows},
+        "alarms": alarms.fired, "samples": rows},
         report, started)
 
 

@@ -34,3 +34,14 @@ def test_type_errors_and_derived_checks():
         parse_config(GRPOArgs, "grpo", ["--num_generations", "3", "--batch_size", "8"])
     cfg = parse_config(GRPOArgs, "grpo", ["--reward_weights", "{words: {coverage_reward: 1.0}}"])
     assert cfg.reward_weights == {"words": {"coverage_reward": 1.0}}
+
+
+def test_exponent_floats_without_a_dot_are_numbers(tmp_path):
+    # YAML 1.1 reads 1e-5 (no dot) as a string; a learning rate written that way must still be a float
+    assert parse_config(SFTArgs, "sft", ["--learning_rate", "1e-5"]).learning_rate == 1e-5
+    f = tmp_path / "lr.yaml"
+    f.write_text("sft:\n  learning_rate: 3e-4\n")
+    assert parse_config(SFTArgs, "sft", ["--config", str(f)]).learning_rate == 3e-4
+    with pytest.raises(ValueError, match="'learning_rate' must be a number, got 'fast'"):
+        parse_config(SFTArgs, "sft", ["--learning_rate", "fast"])
+    assert parse_config(GRPOArgs, "grpo", ["--reward_weights", "seed"]).reward_weights["words"]["rm_reward"] == 0.55

@@ -80,3 +80,57 @@ def test_read_jsonl_names_file_and_line(tmp_path):
     bad.write_text(json.dumps({"id": "a", "lang": "en"}) + "\n")
     with pytest.raises(ValueError, match=r"o.jsonl:1: row has no 'text' field"):
         read_jsonl(bad)
+
+
+def test_export_merges_into_a_plain_folder_with_identical_greedy_outputs(run, tmp_path):
+    from transformers import AutoModelForCausalLM
+
+    from eval.export import main as export
+    run_dir, _ = run
+    out = tmp_path / "merged"
+    result = export(["--config", TINY, "--runs_dir", str(run_dir.parent), "--run_name", run_dir.name,
+                     "--policy", "grpo", "--out", str(out), "--max_new_tokens", "12"])
+    assert result["greedy_identical"] == result["greedy_checked"] == 4
+    assert (out / "model.safetensors").is_file() and not list(out.glob("adapter_*"))
+    assert AutoModelForCausalLM.from_pretrained(str(out)).num_parameters() > 0
+    with pytest.raises(FileExistsError, match="never overwrites"):
+        export(["--config", TINY, "--runs_dir", str(run_dir.parent), "--run_name", run_dir.name,
+                "--policy", "grpo", "--out", str(out)])
+
+
+def test_submission_picks_covering_samples_and_validation_lists_every_failure(run, tmp_path):
+    from eval.submit import choose_best, main as submit, validate, write_submission
+    from data.loaders import read_task_tsv
+
+    run_dir, _ = run
+    tsv = tmp_path / "task-a-en.tsv"
+    tsv.write_text("id\tword1\tword2\theadline\nen_0001\t-\t-\tCat elected \"mayor\n"
+                   "en_0002\tcactus\tlawsuit\t-\nen_0003\tpiano\tvolcano\t-\n")
+    report = submit(["--tsv", str(tsv), "--best_of", "2", "--config", TINY, "--runs_dir", str(run_dir.parent),
+                     "--run_name", run_dir.name, "--policy", "grpo", "--langs", "[en]", "--out", str(tmp_path / "sub.tsv")])
+    assert report["rows"] == report["inputs"] == 3 and report["missing_ids"] == 0
+    # a tiny random model writes no real words: its failures are listed, one per problem
+    assert report["failures"] == len(report["failure_list"])
+
+    # choose_best: coverage first, then total
+    rows = [{"coverage_reward": 0.5, "total": 0.9}, {"coverage_reward": 1.0, "total": 0.4}]
+    assert choose_best(rows)["total"] == 0.4 and choose_best([rows[0]])["total"] == 0.9
+
+    tasks = read_task_tsv(tsv)
+    good = tmp_path / "good.tsv"
+    write_submission(good, [{"id": "en_0001", "text": "The cat won by a whisker."},
+                            {"id": "en_0002", "text": "The cactus filed a lawsuit:\nprickly."},
+                            {"id": "en_0003", "text": "My piano erupted like a volcano."}])
+    assert validate(good, tasks)["valid"]                     # the newline was folded into one line
+    bad = tmp_path / "bad.tsv"
+    write_submission(bad, [{"id": "en_0001", "text": "   "}, {"id": "en_0002", "text": "The cactus sued."},
+                           {"id": "en_0002", "text": "again"}, {"id": "en_0009", "text": "x"}])
+    failures = validate(bad, tasks)["failure_list"]
+    assert failures == ["line 2: en_0001: empty text",
+                        "line 3: en_0002: required word(s) missing: ['lawsuit']",
+                        "line 4: id en_0002 repeated (first on line 3)",
+                        "line 5: id en_0009 is not an input id",
+                        "id en_0003 missing"]
+    zh = tmp_path / "zh.tsv"
+    zh.write_text("id\ttext\nen_0001\tدمش دمش دمش joke\n")
+    assert any("outside the en script" in f for f in validate(zh, tasks)["failure_list"])

@@ -1,0 +1,137 @@
+"""A SemEval-2026 Task 1 (MWAHAHA) subtask-A submission: best of N samples per input, then validation.
+
+    python eval/submit.py --config configs/cpu_default.yaml --policy grpo \
+        --tsv ../shared/data/mwahaha/test/task-a-en.tsv --best_of 4
+    python eval/submit.py --validate runs/cpu_default/submission/task-a-en.tsv --tsv ../shared/data/mwahaha/test/task-a-en.tsv
+
+For each input (id, word1, word2, headline; '-' unused) the policy samples best_of jokes; the chosen one is the
+highest composite reward among those that contain both required words (word prompts), or among all when none
+does. The file is TSV `id<TAB>text` with a header, as the organisers' baseline files. Validation: every input id
+present exactly once and no other, no empty or multi-line text, the language's script (script_drift_penalty under
+a threshold), both words present for word prompts. Every failure is listed; the summary goes to a JSON file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+from pathlib import Path
+
+from common.config import parse_config
+from common.models import load_policy
+from common.runs import atomic_write_text, set_seed
+from common.stage_configs import GenerateArgs
+from data.loaders import TaskPrompt, read_task_tsv
+from eval.generate import generate_rows, load_scorer, policy_adapters, write_jsonl
+from reward.components import coverage_reward, script_drift_penalty
+
+MAX_DRIFT = 0.05   # share of letters outside the language's script a submitted joke may have
+
+
+def choose_best(rows: list[dict]) -> dict:
+    """The best sample of one input: covering both words first (word prompts), then highest total reward."""
+    covering = [r for r in rows if r.get("coverage_reward") in (None, 1.0)]
+    return max(covering or rows, key=lambda r: r["total"])
+
+
+def one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+def write_submission(path: Path, chosen: list[dict]) -> None:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, delimiter="\t", quoting=csv.QUOTE_MINIMAL, lineterminator="\n")
+    writer.writerow(["id", "text"])
+    for r in chosen:
+        writer.writerow([r["id"], one_line(r["text"])])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(path, buffer.getvalue())
+
+
+def read_submission(path: Path) -> list[tuple[int, str, str]]:
+    """(line, id, text) rows; a malformed line is an error naming the file and line."""
+    with path.open(encoding="utf-8", newline="") as f:
+        reader = csv.reader(f, delimiter="\t")
+        header = next(reader, None)
+        if header != ["id", "text"]:
+            raise ValueError(f"{path}:1: header must be 'id<TAB>text', got {header!r}")
+        out = []
+        for row in reader:
+            if len(row) != 2:
+                raise ValueError(f"{path}:{reader.line_num}: expected 2 tab-separated fields (id, text), got {len(row)}")
+            out.append((reader.line_num, row[0], row[1]))
+    return out
+
+
+def validate(path: Path, tasks: list[TaskPrompt]) -> dict:
+    """Every check of the module docstring; returns counts and each failure with its line."""
+    rows = read_submission(path)
+    expected = {t.id: t for t in tasks}
+    failures: list[str] = []
+    seen: dict[str, int] = {}
+    for line, pid, text in rows:
+        if pid in seen:
+            failures.append(f"line {line}: id {pid} repeated (first on line {seen[pid]})")
+            continue
+        seen[pid] = line
+        task = expected.get(pid)
+        if task is None:
+            failures.append(f"line {line}: id {pid} is not an input id")
+            continue
+        if not text.strip():
+            failures.append(f"line {line}: {pid}: empty text")
+            continue
+        if "\n" in text or "\r" in text:
+            failures.append(f"line {line}: {pid}: text spans several lines")
+        drift = script_drift_penalty([text], lang=task.lang)[0]
+        if drift > MAX_DRIFT:
+            failures.append(f"line {line}: {pid}: {drift:.0%} of letters outside the {task.lang} script")
+        if task.words and coverage_reward([text], words=[list(task.words)])[0] != 1.0:
+            missing = [w for w in task.words if w.casefold() not in text.casefold()]
+            failures.append(f"line {line}: {pid}: required word(s) missing: {missing}")
+    missing_ids = [pid for pid in expected if pid not in seen]
+    failures += [f"id {pid} missing" for pid in missing_ids]
+    return {"file": str(path), "inputs": len(expected), "rows": len(rows), "missing_ids": len(missing_ids),
+            "word_prompts": sum(bool(t.words) for t in tasks), "failures": len(failures),
+            "valid": not failures, "failure_list": failures}
+
+
+def main(argv: list[str] | None = None) -> dict:
+    own = argparse.ArgumentParser(add_help=False)
+    own.add_argument("--tsv", required=True, help="MWAHAHA task-a input TSV (id, word1, word2, headline).")
+    own.add_argument("--best_of", type=int, default=4, help="Samples per input to choose from.")
+    own.add_argument("--out", default=None, help="Submission TSV (default <runs_dir>/<run_name>/submission/<tsv name>).")
+    own.add_argument("--validate", default=None, help="Only validate this submission file against --tsv.")
+    args, rest = own.parse_known_args(argv)
+    tasks = read_task_tsv(Path(args.tsv))
+    if args.validate:
+        report = validate(Path(args.validate), tasks)
+    else:
+        cfg = parse_config(GenerateArgs, "generate", rest)
+        set_seed(cfg.seed)
+        out = Path(args.out) if args.out else cfg.previous_stage_dir("submission") / Path(args.tsv).name
+        if out.exists():
+            raise FileExistsError(f"{out} exists; a submission is never overwritten: pick another --out")
+        model, tokenizer = load_policy(cfg.policy_model, policy_adapters(cfg, cfg.policy))
+        rows = generate_rows(model, tokenizer, tasks, cfg, load_scorer(cfg), args.best_of, cfg.gen_batch_size)
+        write_jsonl(out.with_suffix(".samples.jsonl"), rows)
+        by_id: dict[str, list[dict]] = {}
+        for r in rows:
+            by_id.setdefault(r["id"], []).append(r)
+        write_submission(out, [choose_best(by_id[t.id]) for t in tasks])
+        report = validate(out, tasks)
+        report["best_of"] = args.best_of
+        report["policy"] = cfg.policy
+    summary = Path(report["file"]).with_suffix(".validation.json")
+    atomic_write_text(summary, json.dumps(report, indent=2, ensure_ascii=False))
+    print(f"[submit] {report['file']}: {report['rows']} rows for {report['inputs']} inputs, "
+          f"{report['failures']} failure(s) -> {summary}")
+    for failure in report["failure_list"][:20]:
+        print(f"  {failure}")
+    return report
+
+
+if __name__ == "__main__":
+    main()

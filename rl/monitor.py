@@ -1,0 +1,158 @@
+"""What an RL run shows while it trains (SPEC sections 2 and 4): batch statistics of the generations, sample
+completions as TensorBoard text, and alarms on the signatures of the seeds' failures.
+
+- `generation_stats`: stop rate, Dist-1/Dist-2, script-drift / repetition / gibberish rates, mean length of a batch;
+- `MonitoredGRPOTrainer`: TRL's GRPOTrainer that logs those stats every step (train/gen/*) and keeps the last
+  batch's samples with their reward components;
+- `Alarms`: a callback that warns (and optionally stops, with a checkpoint) on reward hacking by repetition,
+  script drift, no EOS, runaway KL and groups with no reward signal;
+- `SampleText`: every N steps, a table of samples and their component scores into TensorBoard's text tab.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from transformers import TrainerCallback
+from trl import GRPOTrainer
+
+from eval.metrics import DRIFT_THRESHOLD, GIBBERISH_THRESHOLD, REPETITION_THRESHOLD, distinct_n
+from reward.components import gibberish_penalty, make_repetition_penalty, script_drift_penalty, text_units
+
+
+def generation_stats(texts: list[str], langs: list[str], finished: list[bool]) -> dict[str, float]:
+    """Batch statistics of completions; every value in [0, 1] except mean_length.
+
+    >>> s = generation_stats(["la la la la la", "A cat sat.", "这就是生活 دمش"], ["en", "en", "zh"], [False, True, True])
+    >>> round(s["stop_rate"], 3), s["drift_rate"], round(s["repetition_rate"], 3), round(s["dist2"], 3)
+    (0.667, 0.3333333333333333, 0.333, 0.636)
+    """
+    n = len(texts)
+    drift = script_drift_penalty(texts, lang=langs)
+    repetition = make_repetition_penalty(3)(texts, lang=langs)
+    gibberish = gibberish_penalty(texts, lang=langs)
+    dist1, _ = distinct_n(texts, langs, 1)
+    dist2, _ = distinct_n(texts, langs, 2)
+    return {"stop_rate": sum(finished) / n, "dist1": dist1, "dist2": dist2,
+            "drift_rate": sum(d > DRIFT_THRESHOLD for d in drift) / n,
+            "repetition_rate": sum(r > REPETITION_THRESHOLD for r in repetition) / n,
+            "gibberish_rate": sum(g > GIBBERISH_THRESHOLD for g in gibberish) / n,
+            "mean_length": sum(len(text_units(t, l)) for t, l in zip(texts, langs)) / n}
+
+
+class MonitoredGRPOTrainer(GRPOTrainer):
+    """GRPOTrainer + generation_stats logged as gen/<stat> each step, and the last batch kept for SampleText."""
+
+    def __init__(self, *args, stop_ids: list[int], **kwargs):
+        super().__init__(*args, **kwargs)
+        self.stop_ids = stop_ids
+        self.last_batch: list[dict] = []
+
+    def _generate(self, *args, **kwargs):
+        # TRL samples outside the training autocast; bf16 sampling is ~1.5x faster on a CPU with AVX512-BF16
+        with torch.autocast(self.accelerator.device.type, dtype=torch.bfloat16, enabled=self.args.bf16):
+            return super()._generate(*args, **kwargs)
+
+    def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):
+        rewards_per_func = super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)  # (B, F)
+        langs = [x["lang"] for x in inputs]
+        finished = [any(t in self.stop_ids for t in ids) for ids in completion_ids_list]
+        mode = "train" if self.model.training else "eval"
+        for name, value in generation_stats(completions, langs, finished).items():
+            self._metrics[mode][f"gen/{name}"].append(value)
+        values = rewards_per_func.detach().cpu()
+        self.last_batch = [
+            {"prompt_type": x["prompt_type"], "text": text, "finished": done,
+             **{name.split("/", 1)[-1]: round(float(v), 3) for name, v in zip(self.reward_func_names, values[i])
+                if not math.isnan(float(v))}}
+            for i, (x, text, done) in enumerate(zip(inputs, completions, finished))]
+        return rewards_per_func
+
+
+class Alarms(TrainerCallback):
+    """Checks each log for the signatures of silent failure; warns with what it saw and what usually helps.
+
+    repetition   mean RM score above its value at the first logged step while batch Dist-2 < min_dist2
+    script_drift share of completions with letters outside the prompt language's script > max_drift_rate
+    no_eos       share of completions cut at max_new_tokens > max_clipped_ratio
+    kl           KL to the reference > max_kl
+    zero_std     share of groups whose completions all got the same reward (no signal) > max_zero_std
+    Fired alarms go to the log (alarms/<name> = 1) and to `fired`; with stop=True training stops after a checkpoint.
+    """
+
+    def __init__(self, cfg, stop: bool = False, last_batch=lambda: []):
+        self.cfg, self.stop, self.last_batch = cfg, stop, last_batch   # last_batch(): rows of MonitoredGRPOTrainer
+        self.first_rm: float | None = None
+        self.fired: list[dict] = []
+
+    def check(self, logs: dict, step: int) -> list[dict]:
+        cfg, found = self.cfg, []
+        rm = logs.get("rewards/rm_reward/mean")
+        if rm is not None and self.first_rm is None:
+            self.first_rm = rm
+        dist2 = logs.get("gen/dist2")
+        if dist2 is not None and dist2 < cfg.alarm_min_dist2 and rm is not None and rm > self.first_rm:
+            found.append(("repetition", f"RM score rose {self.first_rm:.3f} -> {rm:.3f} while batch Dist-2 fell to "
+                          f"{dist2:.3f} (< {cfg.alarm_min_dist2}): the policy may be repeating what the RM likes. "
+                          f"Raise repetition_penalty's weight or kl_beta"))
+        drift = logs.get("gen/drift_rate")
+        if drift is not None and drift > cfg.alarm_max_drift_rate:
+            found.append(("script_drift", f"{drift:.0%} of completions drift out of the language's script "
+                          f"(> {cfg.alarm_max_drift_rate:.0%}): raise script_drift_penalty's weight or kl_beta"))
+        stop_rate = logs.get("gen/stop_rate")
+        if stop_rate is not None and 1 - stop_rate > cfg.alarm_max_clipped_ratio:
+            found.append(("no_eos", f"{1 - stop_rate:.0%} of completions hit max_new_tokens without EOS "
+                          f"(> {cfg.alarm_max_clipped_ratio:.0%}): check SFT's stop rate, raise no_eos_penalty"))
+        kl = logs.get("kl")
+        if kl is not None and kl > cfg.alarm_max_kl:
+            found.append(("kl", f"KL to the reference {kl:.3f} > {cfg.alarm_max_kl}: the policy is running away; "
+                          f"raise kl_beta or lower the learning rate"))
+        zero_std = logs.get("frac_reward_zero_std")
+        if zero_std is not None and zero_std > cfg.alarm_max_zero_std:
+            found.append(("zero_std", f"{zero_std:.0%} of groups got identical rewards (no learning signal, "
+                          f"> {cfg.alarm_max_zero_std:.0%}): raise temperature or num_generations"))
+        return [{"alarm": name, "step": step, "message": msg + self._example(name)} for name, msg in found]
+
+    def _example(self, alarm: str) -> str:
+        """The worst completion of the last batch for a text alarm, so the log shows what the policy wrote."""
+        component = {"repetition": "repetition_penalty", "script_drift": "script_drift_penalty"}.get(alarm)
+        rows = [r for r in self.last_batch() if component and r.get(component) is not None]
+        if not rows:
+            return ""
+        worst = max(rows, key=lambda r: r[component])
+        return f". Worst completion ({component} {worst[component]}): {worst['text'][:160]!r}"
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if not logs:
+            return
+        for alarm in self.check(logs, state.global_step):
+            self.fired.append(alarm)
+            logs[f"alarms/{alarm['alarm']}"] = 1.0
+            print(f"[alarm] step {alarm['step']}: {alarm['alarm']}: {alarm['message']}", flush=True)
+            if self.stop:
+                print(f"[alarm] stopping the run at step {state.global_step} (alarm_stop is on); a checkpoint is "
+                      f"saved and the run resumes from it if started again", flush=True)
+                control.should_save = True
+                control.should_training_stop = True
+
+
+class SampleText(TrainerCallback):
+    """Every `every` steps: the last batch's completions with their component scores, as TensorBoard text."""
+
+    def __init__(self, trainer: MonitoredGRPOTrainer, writer, every: int, count: int = 4):
+        self.trainer, self.writer, self.every, self.count = trainer, writer, every, count
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if self.every <= 0 or state.global_step % self.every or not self.trainer.last_batch:
+            return
+        rows = self.trainer.last_batch[:self.count]
+        components = sorted({k for r in rows for k in r} - {"prompt_type", "text", "finished"})
+        lines = ["| type | completion | EOS | " + " | ".join(components) + " |",
+                 "|---|---|---|" + "---|" * len(components)]
+        for r in rows:
+            text = r["text"][:300].replace("|", "\\|").replace("\n", " ")
+            lines.append(f"| {r['prompt_type']} | {text} | {'yes' if r['finished'] else 'no'} | "
+                         + " | ".join(str(r.get(c, "-")) for c in components) + " |")
+        self.writer.add_text("samples", "\n".join(lines), state.global_step)
+        self.writer.flush()
