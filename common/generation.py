@@ -22,6 +22,13 @@ def stop_token_ids(model, tokenizer) -> list[int]:
     return ids
 
 
+def adds_special_tokens(tokenizer, prompts: list[str]) -> bool:
+    """Tokenize prompts as TRL's trainers do (their special tokens on, e.g. gemma's <bos>) unless the prompts
+    already carry the BOS as text (chat templates that write it). Without its <bos>, gemma-3 writes HTML tags."""
+    bos = tokenizer.bos_token
+    return not (bos and all(p.startswith(bos) for p in prompts))
+
+
 @dataclass
 class Sample:
     prompt: str
@@ -44,7 +51,7 @@ def sample_completions(model, tokenizer, prompts: list[str], max_new_tokens: int
     for i in tqdm(range(0, len(prompts), batch_size), desc="sampling", disable=not progress, leave=False):
         batch = prompts[i:i + batch_size]
         enc = tokenizer(batch, return_tensors="pt", padding=True, truncation=True, max_length=max_prompt_tokens,
-                        add_special_tokens=False).to(model.device)
+                        add_special_tokens=adds_special_tokens(tokenizer, batch)).to(model.device)
         with torch.autocast(model.device.type, dtype=torch.bfloat16, enabled=bf16):
             gen = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=not greedy,
                                  temperature=temperature if not greedy else None, top_p=top_p if not greedy else None,

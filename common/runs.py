@@ -124,6 +124,62 @@ def check_weights_moved(model, before: dict[str, torch.Tensor], stage: str, step
     return stats
 
 
+class UpdateSentinel:
+    """Did a stage change anything? Snapshots the trainable weights and the model's outputs on a few fixed inputs
+    before training; `check` after training compares both and raises when nothing moved.
+
+    probe(model) -> 1-D tensor: per-text mean token log-prob (causal LM, `causal_lm_probe`) or P(humor)
+    (classifier, `classifier_probe`), computed in eval mode without dropout so that only training changes it."""
+
+    def __init__(self, model, probe):
+        self.probe = probe
+        self.weights_before = trainable_snapshot(model)
+        self.outputs_before = _run_probe(model, probe)
+
+    def check(self, model, stage: str, steps: int) -> dict:
+        stats = check_weights_moved(model, self.weights_before, stage, steps)
+        change = (_run_probe(model, self.probe) - self.outputs_before).abs()
+        stats.update(output_change_max=float(change.max()), output_change_mean=float(change.mean()),
+                     probe_inputs=int(change.numel()))
+        if float(change.max()) == 0.0:
+            raise RuntimeError(f"{stage}: weights changed but the outputs on {change.numel()} fixed inputs did not "
+                               f"change at all: the trained parameters do not reach the forward pass (adapters "
+                               f"disabled or merged into a copy?). Figures: {stats}")
+        print(f"[{stage}] outputs moved: mean |change| {stats['output_change_mean']:.3g} over "
+              f"{change.numel()} fixed inputs (max {stats['output_change_max']:.3g})")
+        return stats
+
+
+@torch.no_grad()
+def _run_probe(model, probe) -> torch.Tensor:
+    was_training = model.training
+    model.eval()
+    try:
+        return probe(model).detach().float().cpu()
+    finally:
+        model.train(was_training)
+
+
+def causal_lm_probe(tokenizer, texts: list[str]):
+    """Mean token log-prob of each fixed text under a causal LM."""
+    def probe(model) -> torch.Tensor:
+        out = []
+        for text in texts:
+            ids = tokenizer(text, return_tensors="pt", add_special_tokens=False)["input_ids"].to(model.device)
+            logp = torch.log_softmax(model(input_ids=ids).logits[:, :-1].float(), dim=-1)     # (1, T-1, V)
+            out.append(logp.gather(-1, ids[:, 1:].unsqueeze(-1)).mean())
+        return torch.stack(out)
+    return probe
+
+
+def classifier_probe(tokenizer, texts: list[str]):
+    """P(label 1) of each fixed text under a sequence classifier."""
+    def probe(model) -> torch.Tensor:
+        enc = tokenizer(texts, return_tensors="pt", padding=True, truncation=True, max_length=128).to(model.device)
+        return torch.softmax(model(**enc).logits.float(), dim=-1)[:, 1]
+    return probe
+
+
 def finish_stage(stage_dir: Path, stage: str, summary: dict, report_lines: list[str], started: float) -> dict:
     summary = {"stage": stage, "wall_time_s": round(time.time() - started, 1), **summary}
     atomic_write_text(stage_dir / "summary.json", json.dumps(summary, indent=2, ensure_ascii=False, default=str))

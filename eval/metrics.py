@@ -12,6 +12,7 @@ import math
 
 import torch
 
+from common.generation import adds_special_tokens
 from reward.components import text_units
 
 # A row counts as drifted / repetitive / gibberish when its component exceeds these shares.
@@ -86,7 +87,7 @@ def perplexity(model, tokenizer, prompts: list[str], completions: list[str], bat
     for i in range(0, len(prompts), batch_size):
         ids, labels = [], []
         for prompt, completion in zip(prompts[i:i + batch_size], completions[i:i + batch_size]):
-            p = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+            p = tokenizer(prompt, add_special_tokens=adds_special_tokens(tokenizer, [prompt]))["input_ids"]
             c = tokenizer(completion, add_special_tokens=False)["input_ids"]
             ids.append(p + c)
             labels.append([-100] * len(p) + c)

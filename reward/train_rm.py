@@ -18,10 +18,10 @@ from transformers import DataCollatorWithPadding, Trainer, TrainingArguments
 
 from common.config import parse_config
 from common.models import load_classifier
-from common.runs import (check_weights_moved, finish_stage, log_scalars, prepare_stage_dir, save_atomically,
-                         set_seed, tensorboard_callback, trainable_snapshot, trainer_kwargs)
+from common.runs import (UpdateSentinel, classifier_probe, finish_stage, log_scalars, prepare_stage_dir,
+                         save_atomically, set_seed, tensorboard_callback, trainer_kwargs)
 from common.stage_configs import RMArgs
-from data.loaders import LabeledText, TaskPrompt, load_labeled
+from data.loaders import LabeledText, TaskPrompt, load_labeled, sample_texts
 from data.prompts import pick_two_words, prompt_text
 from reward.model import RM_META
 
@@ -78,9 +78,9 @@ def main(argv: list[str] | None = None) -> dict:
     args = TrainingArguments(**trainer_kwargs(cfg, out), per_device_eval_batch_size=cfg.eval_batch_size)
     trainer = Trainer(model=model, args=args, train_dataset=train_ds, processing_class=tokenizer,
                       data_collator=DataCollatorWithPadding(tokenizer), callbacks=[tensorboard_callback(out)])
-    before = trainable_snapshot(model)
+    sentinel = UpdateSentinel(model, classifier_probe(tokenizer, sample_texts()[:4]))
     train_result = trainer.train(resume_from_checkpoint=resume)
-    moved = check_weights_moved(model, before, "rm", trainer.state.global_step)
+    moved = sentinel.check(model, "rm", trainer.state.global_step)
 
     # 4. held-out metrics
     logits = torch.tensor(trainer.predict(test_ds).predictions)             # (N, 2)

@@ -20,10 +20,10 @@ from trl import GRPOConfig
 from common.config import parse_config
 from common.generation import stop_token_ids
 from common.models import load_policy, save_lineage
-from common.runs import (check_weights_moved, finish_stage, log_scalars, prepare_stage_dir, save_atomically,
-                         set_seed, tensorboard_callback, trainable_snapshot, trainer_kwargs)
+from common.runs import (UpdateSentinel, causal_lm_probe, finish_stage, log_scalars, prepare_stage_dir,
+                         save_atomically, set_seed, tensorboard_callback, trainer_kwargs)
 from common.stage_configs import GRPOArgs
-from data.loaders import TaskPrompt, balance_prompt_types, load_prompts, split_prompts
+from data.loaders import TaskPrompt, balance_prompt_types, load_prompts, sample_texts, split_prompts
 from data.prompts import format_for_model, prompt_text
 from eval.generate import generate_rows, load_scorer
 from reward.composite import trl_reward_functions
@@ -106,9 +106,9 @@ def main(argv: list[str] | None = None) -> dict:
     started = time.time()
     out, resume = prepare_stage_dir(cfg, "grpo")
     trainer, tokenizer, fns, held_out, sft_dir, alarms = build_trainer(cfg, out)
-    before = trainable_snapshot(trainer.model)
+    sentinel = UpdateSentinel(trainer.model, causal_lm_probe(tokenizer, sample_texts()[:4]))
     trainer.train(resume_from_checkpoint=resume)
-    moved = check_weights_moved(trainer.model, before, "grpo", trainer.state.global_step)
+    moved = sentinel.check(trainer.model, "grpo", trainer.state.global_step)
     history = [h for h in trainer.state.log_history if "reward" in h]
 
     # 5. save the GRPO adapter; it applies on top of base + SFT adapter

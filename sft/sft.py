@@ -18,10 +18,11 @@ from trl import SFTConfig, SFTTrainer
 from common.config import parse_config
 from common.generation import sample_completions, stop_token_ids
 from common.models import fingerprint, load_base_policy, save_lineage
-from common.runs import (check_weights_moved, finish_stage, log_scalars, prepare_stage_dir, save_atomically,
-                         set_seed, tensorboard_callback, trainable_snapshot, trainer_kwargs)
+from common.runs import (UpdateSentinel, causal_lm_probe, finish_stage, log_scalars, prepare_stage_dir,
+                         save_atomically, set_seed, tensorboard_callback, trainer_kwargs)
 from common.stage_configs import SFTArgs
-from data.loaders import Demonstration, load_headline_demonstrations, load_labeled, load_prompts, split_prompts
+from data.loaders import (Demonstration, load_headline_demonstrations, load_labeled, load_prompts, sample_texts,
+                          split_prompts)
 from data.prompts import completion_prefix, demonstrations_from_jokes, format_for_model, prompt_text
 
 
@@ -84,9 +85,9 @@ def main(argv: list[str] | None = None) -> dict:
     trainer = SFTTrainer(model=model, args=args, train_dataset=train_ds, processing_class=tokenizer,
                          peft_config=lora_config(cfg), callbacks=[tensorboard_callback(out)])
     truncated = check_eos_in_targets(trainer.train_dataset, tokenizer.eos_token_id, cfg.max_length)
-    before = trainable_snapshot(trainer.model)
+    sentinel = UpdateSentinel(trainer.model, causal_lm_probe(tokenizer, sample_texts()[:4]))
     result = trainer.train(resume_from_checkpoint=resume)
-    moved = check_weights_moved(trainer.model, before, "sft", trainer.state.global_step)
+    moved = sentinel.check(trainer.model, "sft", trainer.state.global_step)
     losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
 
     # 4. sample held-out prompts: does it stop?

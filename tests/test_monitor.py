@@ -69,7 +69,8 @@ def test_hackable_setup_raises_the_repetition_alarm(tmp_path, monkeypatch, capsy
 
     def rising_rm(self, texts, instructions=None):
         calls.append(1)
-        return [min(1.0, 0.5 + 0.05 * len(calls))] * len(texts)
+        rising = 0.5 + 0.05 * len(calls)
+        return [rising - 0.02 * (i % 2) for i in range(len(texts))]   # some spread in each group: GRPO learns
     monkeypatch.setattr(reward.model.HumorRewardModel, "score", rising_rm)
     summary = grpo(common + ["--max_steps", "4", "--langs", "[en]", "--temperature", "0.05", "--log_samples_steps", "2",
                              "--reward_weights", "{headline: {rm_reward: 1.0}, words: {rm_reward: 1.0}}"])

@@ -126,6 +126,48 @@ def test_learning_rate_zero_fails_loudly(tmp_path):
 
     with pytest.raises(RuntimeError, match="no trainable parameter changed"):
         sft(["--config", TINY, "--runs_dir", str(tmp_path), "--learning_rate", "0", "--max_steps", "2"])
+    assert not (tmp_path / "default" / "sft" / "summary.json").exists()      # no summary: the stage did not finish
+
+
+@pytest.mark.parametrize("stage", ["rm", "grpo"])
+def test_frozen_adapters_fail_loudly(run, tmp_path, monkeypatch, stage):
+    """The seed's unsloth PPO run: the optimizer ran, the weights never changed. Simulated by an optimizer whose
+    step does nothing."""
+    from reward.train_rm import main as train_rm
+    from rl.grpo import main as grpo
+
+    run_dir, _ = run
+    monkeypatch.setattr(torch.optim.AdamW, "step", lambda self, closure=None: None)
+    args = ["--config", TINY, "--runs_dir", str(tmp_path), "--run_name", "frozen", "--max_steps", "2"]
+    if stage == "grpo":
+        args += ["--sft_adapter", str(run_dir / "sft" / "final"), "--reward_model", str(run_dir / "rm" / "final")]
+    with pytest.raises(RuntimeError, match=f"{stage}: no trainable parameter changed in 2 steps"):
+        (train_rm if stage == "rm" else grpo)(args)
+
+
+def test_update_sentinel_records_weight_and_output_change(run):
+    _, s = run
+    for stage in ("sft", "rm", "grpo"):
+        check = s[stage]["update_check"]
+        assert check["weights_moved"] and check["moved_tensors"] == check["trainable_tensors"] > 0, stage
+        assert check["relative_change"] > 0 and check["output_change_max"] > 0 and check["probe_inputs"] == 4, stage
+
+
+def test_sentinel_fails_when_weights_move_but_outputs_do_not():
+    from common.runs import UpdateSentinel, causal_lm_probe
+    from data.loaders import sample_texts
+
+    model, tok = load_base_policy("tiny:llama")
+    unused = torch.nn.Parameter(torch.zeros(3))      # trainable, but not part of the forward pass
+    model.register_parameter("unused", unused)
+    for p in model.parameters():
+        p.requires_grad_(False)
+    unused.requires_grad_(True)
+    sentinel = UpdateSentinel(model, causal_lm_probe(tok, sample_texts()[:4]))
+    with torch.no_grad():
+        unused += 1.0
+    with pytest.raises(RuntimeError, match="outputs on 4 fixed inputs did not change"):
+        sentinel.check(model, "sft", 1)
 
 
 def test_interrupted_run_resumes_from_its_last_checkpoint(tmp_path, capsys):
