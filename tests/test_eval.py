@@ -134,3 +134,23 @@ def test_submission_picks_covering_samples_and_validation_lists_every_failure(ru
     zh = tmp_path / "zh.tsv"
     zh.write_text("id\ttext\nen_0001\tدمش دمش دمش joke\n")
     assert any("outside the en script" in f for f in validate(zh, tasks)["failure_list"])
+
+
+def test_chat_reads_prompts_and_prints_jokes_with_their_rewards(run, monkeypatch, capsys):
+    from eval.generate import _parse_chat_line
+
+    assert _parse_chat_line("words: cactus, lawsuit", "en", 0).words == ("cactus", "lawsuit")
+    assert _parse_chat_line("词语: 冰箱、减肥".replace("词语", "words"), "zh", 1).words == ("冰箱", "减肥")
+    assert _parse_chat_line("headline: Cat elected mayor", "en", 2).headline == "Cat elected mayor"
+    assert _parse_chat_line("Cat elected mayor", "en", 3).prompt_type == "headline"
+    with pytest.raises(ValueError, match="needs two words"):
+        _parse_chat_line("words: cactus", "en", 4)
+
+    run_dir, _ = run
+    lines = iter(["words: cactus, lawsuit", "words: only", "Cat elected mayor", ""])
+    monkeypatch.setattr("builtins.input", lambda prompt="": next(lines))
+    generate(["--config", TINY, "--runs_dir", str(run_dir.parent), "--run_name", run_dir.name, "--policy", "sft",
+              "--chat", "--lang", "en", "--samples_per_prompt", "2"])
+    out = capsys.readouterr()
+    assert out.out.count("'total':") == 4 and "'coverage_reward':" in out.out     # 2 prompts x 2 samples
+    assert "needs two words" in out.err
