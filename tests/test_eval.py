@@ -1,7 +1,8 @@
-"""Evaluation, generation and the run report, on the tiny pipeline run of test_pipeline (module fixture)."""
+"""Evaluation, generation, chat, export and submission, on the tiny pipeline run (session fixture `run` in conftest)."""
 
 import json
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -9,7 +10,6 @@ import torch
 from common.models import load_base_policy
 from eval.generate import adapter_chain, main as generate, read_jsonl
 from eval.metrics import perplexity, summarize
-from pathlib import Path
 
 TINY = str(Path(__file__).resolve().parents[1] / "configs" / "tiny.yaml")
 
