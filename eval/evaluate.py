@@ -23,10 +23,10 @@ from common.models import load_base_policy, load_policy
 from common.runs import atomic_write_text, finish_stage, prepare_stage_dir, set_seed
 from common.stage_configs import EvalArgs
 from data.prompts import format_for_model
-from eval.generate import (generate_rows, held_out_prompts, load_scorer, policy_adapters, policy_name, read_jsonl,
-                           write_jsonl)
+from eval.generate import generate_rows, held_out_prompts, policy_adapters, policy_name, read_jsonl, write_jsonl
 from eval.metrics import perplexity, summarize, win_rate
 from eval.plots import plot_scalars, read_scalars, reward_tags
+from reward.composite import load_scorer
 
 # metric key -> (label, format) for the report table, in display order
 TABLE = {
@@ -77,6 +77,18 @@ def _stage_summary(run_dir: Path, stage: str) -> dict | None:
     return json.loads(path.read_text()) if path.is_file() else None
 
 
+def stage_figures(stage: str, s: dict) -> str:
+    """The one-line result of a stage's summary.json for the report's stage table."""
+    if stage == "sft":
+        return f"loss {s.get('loss_first') or 0:.3f} -> {s.get('loss_last') or 0:.3f}, stop rate {s.get('stop_rate') or 0:.2f}"
+    if stage == "rm":
+        return ", ".join(f"{k} {v:.3f}" for k, v in s.get("held_out", {}).items())
+    if stage == "grpo":
+        return (f"train reward {s.get('reward_first') or 0:.3f} -> {s.get('reward_last') or 0:.3f}, "
+                f"KL {s.get('kl_last') or 0:.4f}")
+    return ""
+
+
 def run_report(cfg, run_dir: Path, metrics: dict, outputs: dict, eval_dir: Path) -> list[str]:
     """The run's report.md: what each stage did, the evaluation, the RM's quality, plots."""
     lines = [f"# {cfg.run_name}", "", f"policy `{cfg.policy_model}`, languages {cfg.langs}, "
@@ -87,10 +99,7 @@ def run_report(cfg, run_dir: Path, metrics: dict, outputs: dict, eval_dir: Path)
         if s is None:
             continue
         moved = s.get("update_check", {})
-        figures = {"sft": lambda: f"loss {s.get('loss_first', 0):.3f} -> {s.get('loss_last', 0):.3f}, stop rate {s.get('stop_rate', 0):.2f}",
-                   "rm": lambda: ", ".join(f"{k} {v:.3f}" for k, v in s.get("held_out", {}).items()),
-                   "grpo": lambda: f"train reward {s.get('reward_first') or 0:.3f} -> {s.get('reward_last') or 0:.3f}, "
-                                   f"KL {s.get('kl_last') or 0:.4f}"}.get(stage, lambda: "")()
+        figures = stage_figures(stage, s)
         lines.append(f"| {stage} | {s['wall_time_s']} | {s.get('steps', '-')} | {figures} | "
                      f"{moved.get('moved_tensors', '-')}/{moved.get('trainable_tensors', '-')} tensors, "
                      f"relative change {moved.get('relative_change', float('nan')):.2g} |")

@@ -27,8 +27,7 @@ from common.runs import atomic_write_text, set_seed, use_bf16
 from common.stage_configs import GenerateArgs
 from data.loaders import TaskPrompt, load_prompts, read_task_tsv, split_prompts
 from data.prompts import format_for_model, prompt_text
-from reward.composite import build_components, component_names, score
-from reward.model import HumorRewardModel
+from reward.composite import load_scorer, score
 
 
 def adapter_chain(adapter_dir: Path) -> list[Path]:
@@ -62,14 +61,6 @@ def policy_name(policy: str) -> str:
     """A short name for outputs: the stage name, or for .../<stage>/final the stage folder's name."""
     path = Path(policy)
     return policy if "/" not in policy else path.parent.name if path.name == "final" else path.name
-
-
-def load_scorer(cfg):
-    """The composite reward's components for a config (with the trained RM when the weights use it)."""
-    rm = None
-    if "rm_reward" in component_names(cfg.reward_weights):
-        rm = HumorRewardModel(cfg.reward_model_dir(), cfg.rm_batch_size, cfg.rm_max_length)
-    return build_components(cfg, rm)
 
 
 def generate_rows(model, tokenizer, tasks: list[TaskPrompt], cfg, fns: dict, samples_per_prompt: int = 1,

@@ -24,8 +24,9 @@ from common.models import load_policy
 from common.runs import atomic_write_text, set_seed
 from common.stage_configs import GenerateArgs
 from data.loaders import TaskPrompt, read_task_tsv
-from eval.generate import generate_rows, load_scorer, policy_adapters, write_jsonl
+from eval.generate import generate_rows, policy_adapters, write_jsonl
 from reward.components import coverage_reward, script_drift_penalty
+from reward.composite import load_scorer
 
 MAX_DRIFT = 0.05   # share of letters outside the language's script a submitted joke may have
 

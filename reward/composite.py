@@ -42,6 +42,16 @@ def build_components(cfg, reward_model=None) -> dict:
     return {name: COMPONENTS[name](cfg, reward_model) for name in names}
 
 
+def load_scorer(cfg) -> dict:
+    """build_components with the trained humor RM (cfg.reward_model_dir()) loaded when the weights use it."""
+    rm = None
+    if "rm_reward" in component_names(cfg.reward_weights):
+        from reward.model import HumorRewardModel
+
+        rm = HumorRewardModel(cfg.reward_model_dir(), cfg.rm_batch_size, cfg.rm_max_length)
+    return build_components(cfg, rm)
+
+
 def score(fns: dict, completions: list[str], prompt_type: list[str], weights: dict, **columns) -> dict:
     """Every component and the weighted total for a batch.
 

@@ -15,8 +15,7 @@ from common.config import parse_config
 from common.stage_configs import ScoreArgs
 from data.loaders import TaskPrompt
 from data.prompts import prompt_text
-from reward.composite import build_components, component_names, score
-from reward.model import HumorRewardModel
+from reward.composite import load_scorer, score
 
 
 def main(argv: list[str] | None = None) -> list[dict]:
@@ -37,10 +36,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
             raise SystemExit("--prompt_type words needs --words W1,W2")
         words = tuple(w.strip() for w in args.words.split(","))
     task = TaskPrompt("cli", args.lang, args.prompt_type, headline=args.headline or None, words=words)
-    rm = None
-    if "rm_reward" in component_names(cfg.reward_weights):
-        rm = HumorRewardModel(cfg.reward_model_dir(), cfg.rm_batch_size, cfg.rm_max_length)
-    fns = build_components(cfg, rm)
+    fns = load_scorer(cfg)
     n = len(args.text)
     scores = score(fns, args.text, [args.prompt_type] * n, cfg.reward_weights,
                    words=[list(words) if words else None] * n, lang=[args.lang] * n,

@@ -25,8 +25,8 @@ from common.runs import (UpdateSentinel, causal_lm_probe, finish_stage, log_scal
 from common.stage_configs import GRPOArgs
 from data.loaders import TaskPrompt, balance_prompt_types, load_prompts, sample_texts, split_prompts
 from data.prompts import format_for_model, prompt_text
-from eval.generate import generate_rows, load_scorer
-from reward.composite import trl_reward_functions
+from eval.generate import generate_rows
+from reward.composite import load_scorer, trl_reward_functions
 from rl.monitor import Alarms, MonitoredGRPOTrainer, SampleText
 from sft.sft import lora_config
 
