@@ -38,29 +38,44 @@ class Sample:
 
 
 @torch.no_grad()
-def sample_completions(model, tokenizer, prompts: list[str], max_new_tokens: int, temperature: float, top_p: float,
-                       batch_size: int = 8, max_prompt_tokens: int = 256, greedy: bool = False,
-                       progress: bool = True, bf16: bool = False) -> list[Sample]:
-    """Sample one completion per (already formatted) prompt, in batches, left-padded; under bf16 autocast if
-    asked (weights stay as they are)."""
+def generate_ids(model, tokenizer, prompts: list[str], max_new_tokens: int, temperature: float, top_p: float,
+                 max_prompt_tokens: int = 256, greedy: bool = False, bf16: bool = False) -> dict[str, torch.Tensor]:
+    """One batch of (already formatted) prompts -> token ids, left-padded prompts, under bf16 autocast if asked.
+
+    Returns prompt_ids, prompt_mask (B, Lq); completion_ids (B, T) with everything after the first stop token
+    replaced by pad; completion_mask (B, T): 1 up to and including the stop token; finished (B,) bool."""
     stop_ids = stop_token_ids(model, tokenizer)
     was_training = model.training
     model.eval()
     tokenizer.padding_side = "left"
+    enc = tokenizer(prompts, return_tensors="pt", padding=True, truncation=True, max_length=max_prompt_tokens,
+                    add_special_tokens=adds_special_tokens(tokenizer, prompts)).to(model.device)
+    with torch.autocast(model.device.type, dtype=torch.bfloat16, enabled=bf16):
+        gen = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=not greedy,
+                             temperature=temperature if not greedy else None, top_p=top_p if not greedy else None,
+                             eos_token_id=stop_ids, pad_token_id=tokenizer.pad_token_id)
+    model.train(was_training)
+    completion_ids = gen[:, enc["input_ids"].shape[1]:]                                    # (B, T)
+    is_stop = torch.isin(completion_ids, torch.tensor(stop_ids, device=completion_ids.device))
+    finished = is_stop.any(dim=1)                                                          # (B,)
+    # tokens after the first stop token (generate pads finished rows) are not part of the completion
+    after_stop = (is_stop.cumsum(dim=1) - is_stop.long()) > 0                              # (B, T)
+    completion_mask = (~after_stop).long()
+    completion_ids = completion_ids.masked_fill(after_stop, tokenizer.pad_token_id)
+    return {"prompt_ids": enc["input_ids"], "prompt_mask": enc["attention_mask"], "completion_ids": completion_ids,
+            "completion_mask": completion_mask, "finished": finished}
+
+
+def sample_completions(model, tokenizer, prompts: list[str], max_new_tokens: int, temperature: float, top_p: float,
+                       batch_size: int = 8, max_prompt_tokens: int = 256, greedy: bool = False,
+                       progress: bool = True, bf16: bool = False) -> list[Sample]:
+    """Sample one completion per (already formatted) prompt, in batches of generate_ids, decoded."""
     out = []
     for i in tqdm(range(0, len(prompts), batch_size), desc="sampling", disable=not progress, leave=False):
         batch = prompts[i:i + batch_size]
-        enc = tokenizer(batch, return_tensors="pt", padding=True, truncation=True, max_length=max_prompt_tokens,
-                        add_special_tokens=adds_special_tokens(tokenizer, batch)).to(model.device)
-        with torch.autocast(model.device.type, dtype=torch.bfloat16, enabled=bf16):
-            gen = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=not greedy,
-                                 temperature=temperature if not greedy else None, top_p=top_p if not greedy else None,
-                                 eos_token_id=stop_ids, pad_token_id=tokenizer.pad_token_id)
-        completion_ids = gen[:, enc["input_ids"].shape[1]:]                   # (B, T_new)
-        for prompt, ids in zip(batch, completion_ids.tolist()):
-            stop_at = next((j for j, t in enumerate(ids) if t in stop_ids), None)
-            kept = ids if stop_at is None else ids[:stop_at + 1]
-            out.append(Sample(prompt, tokenizer.decode(kept, skip_special_tokens=True).strip(),
-                              finished=stop_at is not None, num_tokens=len(kept)))
-    model.train(was_training)
+        gen = generate_ids(model, tokenizer, batch, max_new_tokens, temperature, top_p, max_prompt_tokens, greedy, bf16)
+        lengths = gen["completion_mask"].sum(dim=1).tolist()
+        for prompt, ids, n, done in zip(batch, gen["completion_ids"].tolist(), lengths, gen["finished"].tolist()):
+            out.append(Sample(prompt, tokenizer.decode(ids[:n], skip_special_tokens=True).strip(),
+                              finished=done, num_tokens=n))
     return out

@@ -177,6 +177,43 @@ class GRPOArgs(AlarmArgs, TrainArgs, RewardArgs, PolicyArgs, RunArgs):
 
 
 @dataclass
+class PPOArgs(AlarmArgs, TrainArgs, RewardArgs, PolicyArgs, RunArgs):
+    """PPO (rl/ppo.py) of the SFT policy: text-level composite reward at the last token, per-token KL to the SFT
+    reference, a value head on the policy's hidden states, GAE, clipped policy and value losses."""
+
+    sft_adapter: str | None = field(default=None, metadata={
+        "help": "SFT LoRA adapter to start from (merged into the base, so the KL reference is the SFT policy). "
+                "None: <runs_dir>/<run_name>/sft/final."})
+    max_steps: int = field(default=20, metadata={"help": "PPO iterations: one rollout, then ppo_epochs passes over it."})
+    batch_size: int = field(default=8, metadata={"help": "Completions sampled per rollout (one per prompt)."})
+    minibatch_size: int = field(default=4, metadata={"help": "Completions per optimizer step inside an iteration."})
+    ppo_epochs: int = field(default=2, metadata={"help": "Passes over each rollout."})
+    kl_beta: float = field(default=0.05, metadata={
+        "help": "Initial weight of the per-token KL penalty -beta * (log pi - log pi_ref) in the reward."})
+    kl_target: float | None = field(default=None, metadata={
+        "help": "Adaptive KL controller (Ziegler et al. 2019): target sequence KL (nats). None: beta stays fixed."})
+    kl_horizon: int = field(default=10000, metadata={"help": "Adaptive KL controller horizon, in sampled completions."})
+    gamma: float = field(default=1.0, metadata={"help": "Discount over completion tokens (1: the joke is one episode)."})
+    lam: float = field(default=0.95, metadata={"help": "GAE lambda."})
+    clip_range: float = field(default=0.2, metadata={"help": "Clip range of the policy's probability ratio."})
+    clip_range_value: float = field(default=0.2, metadata={"help": "Clip range of the value prediction around the rollout's."})
+    vf_coef: float = field(default=0.1, metadata={"help": "Weight of the value loss in the total loss."})
+    entropy_coef: float = field(default=0.0, metadata={"help": "Weight of the entropy bonus (0: entropy only logged)."})
+    whiten_advantages: bool = field(default=True, metadata={"help": "Normalize advantages to mean 0, std 1 over each rollout's tokens."})
+    value_learning_rate: float | None = field(default=None, metadata={"help": "Learning rate of the value head. None: learning_rate."})
+    max_grad_norm: float = field(default=1.0, metadata={"help": "Gradient clipping norm."})
+    balance_prompt_types: bool = field(default=True, metadata={
+        "help": "Repeat the rarer prompt type (word prompts in MWAHAHA) so RL sees both types equally often."})
+
+    def __post_init__(self):
+        RewardArgs.__post_init__(self)
+        if self.batch_size % self.minibatch_size:
+            raise ValueError(f"batch_size ({self.batch_size}) must be a multiple of minibatch_size ({self.minibatch_size})")
+        if self.kl_target is not None and self.kl_target <= 0:
+            raise ValueError(f"kl_target must be > 0 (or None for a fixed beta), got {self.kl_target}")
+
+
+@dataclass
 class ScoreArgs(RewardArgs, RunArgs):
     """Score texts with every reward component and the composite total (reward/score.py)."""
 
@@ -195,7 +232,7 @@ class GenerateArgs(RewardArgs, PolicyArgs, RunArgs):
 class EvalArgs(GenerateArgs):
     """Evaluate policies (or output files) on the same held-out prompts with SPEC section 6's metrics."""
 
-    policies: list[str] = field(default_factory=lambda: ["base", "sft", "grpo"], metadata={
+    policies: list[str] = field(default_factory=lambda: ["base", "sft", "grpo", "ppo"], metadata={
         "help": "Policies to generate with and compare: 'base', finished stages of this run, adapter directories. "
                 "Stages that have not run are skipped with a note."})
     baseline: str | None = field(default="base", metadata={
@@ -204,5 +241,5 @@ class EvalArgs(GenerateArgs):
         "help": "Reference LM for perplexity: 'base' (the untrained policy model), any model spec, or None to skip."})
 
 
-STAGE_CONFIGS = {"sft": SFTArgs, "rm": RMArgs, "grpo": GRPOArgs, "score": ScoreArgs, "generate": GenerateArgs,
+STAGE_CONFIGS = {"sft": SFTArgs, "rm": RMArgs, "grpo": GRPOArgs, "ppo": PPOArgs, "score": ScoreArgs, "generate": GenerateArgs,
                  "eval": EvalArgs}

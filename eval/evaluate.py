@@ -83,7 +83,7 @@ def stage_figures(stage: str, s: dict) -> str:
         return f"loss {s.get('loss_first') or 0:.3f} -> {s.get('loss_last') or 0:.3f}, stop rate {s.get('stop_rate') or 0:.2f}"
     if stage == "rm":
         return ", ".join(f"{k} {v:.3f}" for k, v in s.get("held_out", {}).items())
-    if stage == "grpo":
+    if stage in ("grpo", "ppo"):
         return (f"train reward {s.get('reward_first') or 0:.3f} -> {s.get('reward_last') or 0:.3f}, "
                 f"KL {s.get('kl_last') or 0:.4f}")
     return ""

@@ -123,18 +123,34 @@ class Alarms(TrainerCallback):
         worst = max(rows, key=lambda r: r[component])
         return f". Worst completion ({component} {worst[component]}): {worst['text'][:160]!r}"
 
-    def on_log(self, args, state, control, logs=None, **kwargs):
-        if not logs:
-            return
-        for alarm in self.check(logs, state.global_step):
+    def observe(self, logs: dict, step: int) -> list[dict]:
+        """Check one log, record and print what fired, and mark it in the log (alarms/<name> = 1)."""
+        fired = self.check(logs, step)
+        for alarm in fired:
             self.fired.append(alarm)
             logs[f"alarms/{alarm['alarm']}"] = 1.0
             print(f"[alarm] step {alarm['step']}: {alarm['alarm']}: {alarm['message']}", flush=True)
-            if self.stop:
-                print(f"[alarm] stopping the run at step {state.global_step} (alarm_stop is on); a checkpoint is "
-                      f"saved and the run resumes from it if started again", flush=True)
-                control.should_save = True
-                control.should_training_stop = True
+        if fired and self.stop:
+            print(f"[alarm] stopping the run at step {step} (alarm_stop is on); a checkpoint is saved and the run "
+                  f"resumes from it if started again", flush=True)
+        return fired
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if logs and self.observe(logs, state.global_step) and self.stop:
+            control.should_save = True
+            control.should_training_stop = True
+
+
+def samples_markdown(rows: list[dict]) -> str:
+    """Sample completions with their component scores as a Markdown table (TensorBoard's text tab)."""
+    components = sorted({k for r in rows for k in r} - {"prompt_type", "text", "finished"})
+    lines = ["| type | completion | EOS | " + " | ".join(components) + " |",
+             "|---|---|---|" + "---|" * len(components)]
+    for r in rows:
+        text = r["text"][:300].replace("|", "\\|").replace("\n", " ")
+        lines.append(f"| {r['prompt_type']} | {text} | {'yes' if r['finished'] else 'no'} | "
+                     + " | ".join(str(r.get(c, "-")) for c in components) + " |")
+    return "\n".join(lines)
 
 
 class SampleText(TrainerCallback):
@@ -146,13 +162,5 @@ class SampleText(TrainerCallback):
     def on_step_end(self, args, state, control, **kwargs):
         if self.every <= 0 or state.global_step % self.every or not self.trainer.last_batch:
             return
-        rows = self.trainer.last_batch[:self.count]
-        components = sorted({k for r in rows for k in r} - {"prompt_type", "text", "finished"})
-        lines = ["| type | completion | EOS | " + " | ".join(components) + " |",
-                 "|---|---|---|" + "---|" * len(components)]
-        for r in rows:
-            text = r["text"][:300].replace("|", "\\|").replace("\n", " ")
-            lines.append(f"| {r['prompt_type']} | {text} | {'yes' if r['finished'] else 'no'} | "
-                         + " | ".join(str(r.get(c, "-")) for c in components) + " |")
-        self.writer.add_text("samples", "\n".join(lines), state.global_step)
+        self.writer.add_text("samples", samples_markdown(self.trainer.last_batch[:self.count]), state.global_step)
         self.writer.flush()

@@ -1,0 +1,403 @@
+"""PPO of the SFT policy against the text-level composite reward (SPEC section 4), in one file, CleanRL style.
+
+Why our own: trl 1.16 has no PPOTrainer, and the old one fed the policy's token ids to the reward model, so a
+humor classifier with its own tokenizer could not be used. Here the reward is computed on the decoded text:
+
+    for each iteration:
+      1. rollout   sample one completion per prompt; decode; score the text with the composite reward -> score
+      2. evaluate  log pi_old, V_old under the policy, log pi_ref under the reference (the LoRA disabled = SFT)
+      3. rewards   r_t = -beta * (log pi_old - log pi_ref)_t   on every completion token
+                   r_T += score                               on the last real token (EOS when it stopped)
+      4. GAE       delta_t = r_t + gamma * V_{t+1} - V_t;  A_t = delta_t + gamma * lam * A_{t+1};  R_t = A_t + V_t
+                   A whitened over the rollout's tokens
+      5. optimize  ppo_epochs passes over minibatches of:
+                   L = clipped policy loss + vf_coef * clipped value loss - entropy_coef * entropy
+      6. beta      fixed, or adapted towards kl_target (Ziegler et al. 2019)
+
+Padding and every token after EOS are masked out of every loss and statistic. The value head is a linear layer
+on the policy's last hidden states, trained together with the LoRA (the LoRA also gets the value gradient).
+Dropout is off throughout (the model stays in eval mode), so the ratio is exactly 1 at the start of each epoch.
+
+    python rl/ppo.py --config configs/tiny.yaml
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import shutil
+import time
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+from peft import get_peft_model
+from torch.utils.tensorboard import SummaryWriter
+from tqdm.auto import tqdm
+
+from common.config import parse_config
+from common.generation import generate_ids, stop_token_ids
+from common.models import load_policy, save_lineage
+from common.runs import (UpdateSentinel, causal_lm_probe, check_weights_moved, finish_stage, log_scalars,
+                         prepare_stage_dir, save_atomically, set_seed, trainable_snapshot, use_bf16)
+from common.stage_configs import PPOArgs
+from data.loaders import TaskPrompt, balance_prompt_types, load_prompts, sample_texts, split_prompts
+from data.prompts import format_for_model, prompt_text
+from eval.generate import generate_rows
+from reward.composite import load_scorer, score
+from rl.monitor import Alarms, generation_stats, samples_markdown
+from sft.sft import lora_config
+
+# ---------------------------------------------------------------- the math (pure functions, unit-tested)
+
+
+def masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    return (x * mask).sum() / mask.sum().clamp(min=1)
+
+
+def masked_whiten(x: torch.Tensor, mask: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
+    """(x - mean) / std over the unmasked entries; masked entries become 0."""
+    mean = masked_mean(x, mask)
+    var = masked_mean((x - mean) ** 2, mask)
+    return (x - mean) * torch.rsqrt(var + eps) * mask
+
+
+def kl_penalized_rewards(scores: torch.Tensor, logprobs: torch.Tensor, ref_logprobs: torch.Tensor,
+                         mask: torch.Tensor, beta: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-token rewards: -beta * KL_t on every completion token, plus the text's score on its last real token.
+
+    scores (B,); logprobs, ref_logprobs, mask (B, T), mask 1 on real completion tokens (contiguous from t=0).
+    Returns rewards (B, T) and the per-token KL estimate log pi - log pi_ref (B, T), both 0 where masked."""
+    kl = (logprobs - ref_logprobs) * mask                                   # (B, T)
+    rewards = -beta * kl
+    last = mask.sum(dim=1).long() - 1                                       # (B,) index of the last real token
+    rewards[torch.arange(len(scores)), last] += scores
+    return rewards, kl
+
+
+def gae(rewards: torch.Tensor, values: torch.Tensor, mask: torch.Tensor, gamma: float,
+        lam: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Generalized advantage estimation over completion tokens; returns (advantages, returns), each (B, T).
+
+    Masked positions come after the last real token: their value counts as 0, so V_{T+1} = 0 at the end of
+    every completion and nothing leaks in from padding."""
+    values, rewards = values * mask, rewards * mask
+    advantages = torch.zeros_like(rewards)
+    next_advantage = torch.zeros_like(rewards[:, 0])                        # (B,)
+    T = rewards.shape[1]
+    for t in reversed(range(T)):
+        next_value = values[:, t + 1] if t + 1 < T else torch.zeros_like(values[:, 0])
+        delta = rewards[:, t] + gamma * next_value - values[:, t]
+        next_advantage = delta + gamma * lam * next_advantage
+        advantages[:, t] = next_advantage
+    advantages = advantages * mask
+    return advantages, (advantages + values) * mask
+
+
+def policy_loss(logprobs: torch.Tensor, old_logprobs: torch.Tensor, advantages: torch.Tensor, mask: torch.Tensor,
+                clip_range: float) -> tuple[torch.Tensor, dict]:
+    """Clipped surrogate: mean over tokens of max(-A * ratio, -A * clip(ratio, 1 - eps, 1 + eps))."""
+    log_ratio = logprobs - old_logprobs                                     # (B, T)
+    ratio = torch.exp(log_ratio)
+    unclipped = -advantages * ratio
+    clipped = -advantages * torch.clamp(ratio, 1 - clip_range, 1 + clip_range)
+    loss = masked_mean(torch.max(unclipped, clipped), mask)
+    with torch.no_grad():
+        stats = {"clipfrac": masked_mean((clipped > unclipped).float(), mask).item(),
+                 "approx_kl": masked_mean((ratio - 1) - log_ratio, mask).item()}   # Schulman's k3 estimator
+    return loss, stats
+
+
+def value_loss(values: torch.Tensor, old_values: torch.Tensor, returns: torch.Tensor, mask: torch.Tensor,
+               clip_range_value: float) -> tuple[torch.Tensor, dict]:
+    """0.5 * mean over tokens of max((V - R)^2, (V_clipped - R)^2), V_clipped within clip_range_value of V_old."""
+    clipped = old_values + torch.clamp(values - old_values, -clip_range_value, clip_range_value)
+    unclipped_error, clipped_error = (values - returns) ** 2, (clipped - returns) ** 2
+    loss = 0.5 * masked_mean(torch.max(unclipped_error, clipped_error), mask)
+    with torch.no_grad():
+        stats = {"value_clipfrac": masked_mean((clipped_error > unclipped_error).float(), mask).item()}
+    return loss, stats
+
+
+def explained_variance(values: torch.Tensor, returns: torch.Tensor, mask: torch.Tensor) -> float:
+    """1 - Var(R - V) / Var(R) over real tokens: 1 is a perfect critic, 0 no better than a constant."""
+    var_returns = masked_mean((returns - masked_mean(returns, mask)) ** 2, mask)
+    residual = returns - values
+    var_residual = masked_mean((residual - masked_mean(residual, mask)) ** 2, mask)
+    return float(1 - var_residual / var_returns) if var_returns > 0 else float("nan")
+
+
+class KLController:
+    """beta of the KL penalty: fixed (target None) or adaptive, Ziegler et al. 2019:
+    beta <- beta * (1 + clip(KL / target - 1, -0.2, 0.2) * n / horizon), KL the mean sequence KL of n samples."""
+
+    def __init__(self, beta: float, target: float | None = None, horizon: int = 10000):
+        self.beta, self.target, self.horizon = beta, target, horizon
+
+    def update(self, sequence_kl: float, n: int) -> None:
+        if self.target is None:
+            return
+        error = min(max(sequence_kl / self.target - 1, -0.2), 0.2)
+        self.beta *= 1 + error * n / self.horizon
+
+
+# ---------------------------------------------------------------- the model: policy + value head
+
+
+class ValueHead(nn.Module):
+    """V(s_t) from the policy's last hidden state; zero-initialised so the first values are 0."""
+
+    def __init__(self, hidden_size: int):
+        super().__init__()
+        self.linear = nn.Linear(hidden_size, 1)
+        nn.init.zeros_(self.linear.weight)
+        nn.init.zeros_(self.linear.bias)
+
+    def forward(self, hidden: torch.Tensor) -> torch.Tensor:               # (B, T, H) -> (B, T)
+        return self.linear(hidden.float()).squeeze(-1)
+
+
+def forward(model, value_head: ValueHead | None, batch: dict, temperature: float, bf16: bool,
+            with_entropy: bool = False) -> dict[str, torch.Tensor]:
+    """Log-probs of the completion tokens (at the sampling temperature), their values and entropies.
+
+    batch: prompt_ids, prompt_mask (B, Lq) left-padded; completion_ids, completion_mask (B, T)."""
+    input_ids = torch.cat([batch["prompt_ids"], batch["completion_ids"]], dim=1)             # (B, L)
+    attention_mask = torch.cat([batch["prompt_mask"], batch["completion_mask"]], dim=1)     # (B, L)
+    position_ids = (attention_mask.cumsum(dim=1) - 1).clamp(min=0)      # as generate() numbers left-padded rows
+    T = batch["completion_ids"].shape[1]
+    with torch.autocast(input_ids.device.type, dtype=torch.bfloat16, enabled=bf16):
+        out = model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
+                    output_hidden_states=value_head is not None, logits_to_keep=T + 1)
+    logits = out.logits[:, :-1].float() / temperature                   # (B, T, V): position t predicts token t
+    all_logprobs = torch.log_softmax(logits, dim=-1)
+    result = {"logprobs": all_logprobs.gather(-1, batch["completion_ids"].unsqueeze(-1)).squeeze(-1)}   # (B, T)
+    if value_head is not None:
+        result["values"] = value_head(out.hidden_states[-1][:, -T - 1:-1])                   # (B, T)
+    if with_entropy:
+        result["entropy"] = -(all_logprobs.exp() * all_logprobs).sum(dim=-1)                 # (B, T)
+    return result
+
+
+# ---------------------------------------------------------------- the run
+
+
+class PromptStream:
+    """Prompts in a seeded order, reshuffled every pass; prompts(i, n) is deterministic, so a resumed run sees
+    the same prompts it would have seen."""
+
+    def __init__(self, tasks: list[TaskPrompt], seed: int):
+        self.tasks, self.seed = tasks, seed
+
+    def prompts(self, start: int, n: int) -> list[TaskPrompt]:
+        out = []
+        for index in range(start, start + n):
+            epoch, pos = divmod(index, len(self.tasks))
+            order = list(range(len(self.tasks)))
+            random.Random(self.seed + epoch).shuffle(order)
+            out.append(self.tasks[order[pos]])
+        return out
+
+
+def rollout(model, value_head, tokenizer, tasks: list[TaskPrompt], fns: dict, cfg: PPOArgs, kl: KLController,
+            bf16: bool) -> tuple[dict, dict, list[dict]]:
+    """Steps 1-4: sample, score the text, evaluate, KL-penalised rewards, GAE. Returns the training batch,
+    the iteration's logs and the samples (text + components) for the alarms and TensorBoard."""
+    instructions = [prompt_text(t) for t in tasks]
+    batch = generate_ids(model, tokenizer, [format_for_model(tokenizer, s) for s in instructions],
+                         cfg.max_new_tokens, cfg.temperature, cfg.top_p, cfg.max_prompt_tokens, bf16=bf16)
+    mask = batch["completion_mask"].float()                                               # (B, T)
+    lengths = batch["completion_mask"].sum(dim=1).tolist()
+    texts = [tokenizer.decode(ids[:n], skip_special_tokens=True).strip()
+             for ids, n in zip(batch["completion_ids"].tolist(), lengths)]
+    finished = batch["finished"].tolist()
+    types, langs = [t.prompt_type for t in tasks], [t.lang for t in tasks]
+    scored = score(fns, texts, types, cfg.reward_weights, words=[list(t.words) if t.words else None for t in tasks],
+                   lang=langs, instruction=instructions, finished=finished)
+    scores = torch.tensor(scored["total"], dtype=torch.float32, device=mask.device)       # (B,)
+
+    with torch.no_grad():
+        old = forward(model, value_head, batch, cfg.temperature, bf16, with_entropy=True)
+        with model.disable_adapter():
+            ref = forward(model, None, batch, cfg.temperature, bf16)
+    rewards, kl_tokens = kl_penalized_rewards(scores, old["logprobs"], ref["logprobs"], mask, kl.beta)
+    old_values = old["values"] * mask
+    advantages, returns = gae(rewards, old_values, mask, cfg.gamma, cfg.lam)
+    if cfg.whiten_advantages:
+        advantages = masked_whiten(advantages, mask)
+    batch.update(old_logprobs=old["logprobs"], old_values=old_values, advantages=advantages, returns=returns)
+
+    sequence_kl = kl_tokens.sum(dim=1)                                                    # (B,)
+    logs = {"reward": scores.mean().item(), "reward_std": scores.std().item() if len(scores) > 1 else 0.0,
+            "kl": masked_mean(kl_tokens, mask).item(), "ppo/kl_sequence": sequence_kl.mean().item(),
+            "ppo/kl_beta": kl.beta, "ppo/reward_with_kl": rewards.sum(dim=1).mean().item(),
+            "entropy": masked_mean(old["entropy"], mask).item(), "ppo/values_mean": masked_mean(old_values, mask).item(),
+            "ppo/returns_mean": masked_mean(returns, mask).item(),
+            "ppo/explained_variance": explained_variance(old_values, returns, mask),
+            "completions/mean_length": float(sum(lengths)) / len(lengths),
+            "completions/clipped_ratio": 1 - sum(finished) / len(finished)}
+    for name in fns:
+        values = [v for v in scored[name] if v is not None]
+        if values:
+            logs[f"rewards/{name}/mean"] = sum(values) / len(values)
+        for prompt_type in sorted(set(types)):
+            typed = [v for v, t in zip(scored[name], types) if t == prompt_type and v is not None]
+            if typed:
+                logs[f"rewards/{prompt_type}/{name}/mean"] = sum(typed) / len(typed)
+    logs.update({f"gen/{k}": v for k, v in generation_stats(texts, langs, finished).items()})
+    samples = [{"prompt_type": t, "text": text, "finished": done, "total": round(total, 3),
+                **{name: round(scored[name][i], 3) for name in fns if scored[name][i] is not None}}
+               for i, (t, text, done, total) in enumerate(zip(types, texts, finished, scored["total"]))]
+    return batch, logs, samples
+
+
+def optimize(model, value_head, optimizer, batch: dict, cfg: PPOArgs, bf16: bool) -> dict:
+    """Step 5: ppo_epochs passes of shuffled minibatches; returns the mean of each loss statistic."""
+    params = [p for group in optimizer.param_groups for p in group["params"]]
+    B = batch["completion_ids"].shape[0]
+    stats: dict[str, list[float]] = {}
+    for _ in range(cfg.ppo_epochs):
+        for idx in torch.randperm(B).split(cfg.minibatch_size):
+            mb = {k: v[idx] for k, v in batch.items()}
+            mask = mb["completion_mask"].float()
+            new = forward(model, value_head, mb, cfg.temperature, bf16, with_entropy=cfg.entropy_coef > 0)
+            pg_loss, pg_stats = policy_loss(new["logprobs"], mb["old_logprobs"], mb["advantages"], mask, cfg.clip_range)
+            vf_loss, vf_stats = value_loss(new["values"], mb["old_values"], mb["returns"], mask, cfg.clip_range_value)
+            loss = pg_loss + cfg.vf_coef * vf_loss
+            if cfg.entropy_coef > 0:
+                loss = loss - cfg.entropy_coef * masked_mean(new["entropy"], mask)
+            optimizer.zero_grad()
+            loss.backward()
+            grad_norm = torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
+            optimizer.step()
+            for key, value in {"loss": loss.item(), "ppo/policy_loss": pg_loss.item(), "ppo/value_loss": vf_loss.item(),
+                               "grad_norm": float(grad_norm), **{f"ppo/{k}": v for k, v in {**pg_stats, **vf_stats}.items()}}.items():
+                stats.setdefault(key, []).append(value)
+    return {k: sum(v) / len(v) for k, v in stats.items()}
+
+
+def save_checkpoint(directory: Path, model, value_head, optimizer, iteration: int, kl: KLController) -> None:
+    def save(tmp: Path):
+        model.save_pretrained(str(tmp))                       # the adapter, usable on its own
+        trainable = {n: p.detach().cpu() for n, p in model.named_parameters() if p.requires_grad}
+        torch.save({"trainable": trainable, "value_head": value_head.state_dict(), "optimizer": optimizer.state_dict(),
+                    "iteration": iteration, "kl_beta": kl.beta, "torch_rng": torch.get_rng_state()}, tmp / "ppo_state.pt")
+    save_atomically(directory, save)
+    for old in sorted(directory.parent.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[-1]))[:-2]:
+        shutil.rmtree(old)
+
+
+def load_checkpoint(directory: Path, model, value_head, optimizer, kl: KLController) -> int:
+    state = torch.load(Path(directory) / "ppo_state.pt", weights_only=False)
+    missing = set(state["trainable"]) - {n for n, _ in model.named_parameters()}
+    if missing:
+        raise ValueError(f"{directory}: checkpoint holds parameters this model lacks, e.g. {sorted(missing)[:3]}")
+    model.load_state_dict(state["trainable"], strict=False)
+    value_head.load_state_dict(state["value_head"])
+    optimizer.load_state_dict(state["optimizer"])
+    kl.beta = state["kl_beta"]
+    torch.set_rng_state(state["torch_rng"])
+    return state["iteration"]
+
+
+def main(argv: list[str] | None = None) -> dict:
+    cfg = parse_config(PPOArgs, "ppo", argv)
+    set_seed(cfg.seed)
+    started = time.time()
+    out, resume = prepare_stage_dir(cfg, "ppo")
+    bf16 = use_bf16(cfg.bf16)
+
+    # policy = base + SFT adapter merged, + a fresh LoRA: "adapter disabled" is the SFT reference
+    sft_dir = Path(cfg.sft_adapter) if cfg.sft_adapter else cfg.previous_stage_dir("sft") / "final"
+    base, tokenizer = load_policy(cfg.policy_model, [sft_dir])
+    stop_token_ids(base, tokenizer)
+    model = get_peft_model(base, lora_config(cfg))
+    model.eval()                                               # no dropout: ratio 1 at the start of every epoch
+    value_head = ValueHead(model.config.hidden_size).to(model.device)
+    optimizer = torch.optim.AdamW([
+        {"params": [p for p in model.parameters() if p.requires_grad], "lr": cfg.learning_rate},
+        {"params": value_head.parameters(), "lr": cfg.value_learning_rate or cfg.learning_rate}])
+    kl = KLController(cfg.kl_beta, cfg.kl_target, cfg.kl_horizon)
+    fns = load_scorer(cfg)
+
+    train_tasks, held_out = split_prompts(
+        load_prompts(cfg.prompt_sources, cfg.data_dir, cfg.langs, cfg.max_rows_per_source, cfg.seed),
+        cfg.eval_prompts, cfg.seed)
+    if cfg.balance_prompt_types:
+        train_tasks = balance_prompt_types(train_tasks, cfg.seed)
+    stream = PromptStream(train_tasks, cfg.seed)
+    print(f"[ppo] {len(train_tasks)} training prompts, {len(held_out)} held out; {cfg.max_steps} iterations of "
+          f"{cfg.batch_size} completions, {cfg.ppo_epochs} epochs x {cfg.batch_size // cfg.minibatch_size} "
+          f"minibatches; KL beta {cfg.kl_beta}{f' -> target {cfg.kl_target}' if cfg.kl_target else ' (fixed)'}")
+
+    sentinel = UpdateSentinel(model, causal_lm_probe(tokenizer, sample_texts()[:4]))
+    value_before = trainable_snapshot(value_head)
+    start = load_checkpoint(Path(resume), model, value_head, optimizer, kl) if resume else 0
+    if resume:
+        print(f"[ppo] resumed at iteration {start}")
+    alarms = Alarms(cfg, stop=cfg.alarm_stop)
+    writer = SummaryWriter(log_dir=str(out / "tb"))
+    history: list[dict] = []
+    iteration = start
+    for iteration in tqdm(range(start + 1, cfg.max_steps + 1), desc="ppo", initial=start, total=cfg.max_steps):
+        tasks = stream.prompts((iteration - 1) * cfg.batch_size, cfg.batch_size)
+        batch, logs, samples = rollout(model, value_head, tokenizer, tasks, fns, cfg, kl, bf16)
+        logs.update(optimize(model, value_head, optimizer, batch, cfg, bf16))
+        kl.update(logs["ppo/kl_sequence"], cfg.batch_size)
+        logs["learning_rate"] = cfg.learning_rate
+        alarms.last_batch = lambda: samples
+        fired = alarms.observe(logs, iteration)
+        for key, value in logs.items():
+            writer.add_scalar(f"train/{key}", value, iteration)
+        if cfg.log_samples_steps and iteration % cfg.log_samples_steps == 0:
+            writer.add_text("samples", samples_markdown(samples[:4]), iteration)
+        writer.flush()
+        history.append({"step": iteration, **logs})
+        tqdm.write(f"[ppo] {iteration}: reward {logs['reward']:.3f} kl {logs['kl']:.4f} value loss "
+                   f"{logs['ppo/value_loss']:.4f} clipfrac {logs['ppo/clipfrac']:.2f} expl. var "
+                   f"{logs['ppo/explained_variance']:.2f}")
+        if iteration % cfg.save_steps == 0 or (fired and cfg.alarm_stop):
+            save_checkpoint(out / f"checkpoint-{iteration}", model, value_head, optimizer, iteration, kl)
+        if fired and cfg.alarm_stop:
+            break
+    writer.close()
+
+    moved = sentinel.check(model, "ppo", iteration)
+    moved["value_head"] = check_weights_moved(value_head, value_before, "ppo value head", iteration)
+
+    # the PPO adapter applies on top of base + SFT adapter; the value head travels with it
+    base_fingerprint = json.loads((sft_dir / "lineage.json").read_text())["base_fingerprint"]
+
+    def save(directory):
+        model.save_pretrained(str(directory))
+        tokenizer.save_pretrained(str(directory))
+        torch.save(value_head.state_dict(), directory / "value_head.pt")
+        save_lineage(directory, cfg.policy_model, base_fingerprint, parents=[str(sft_dir)])
+
+    save_atomically(out / "final", save)
+
+    rows = generate_rows(model, tokenizer, held_out, cfg, fns)
+    stop_rate = sum(r["finished"] for r in rows) / len(rows)
+    held_reward = sum(r["total"] for r in rows) / len(rows)
+    log_scalars(out, {"eval/reward": held_reward, "gen/stop_rate_held_out": stop_rate}, iteration)
+
+    first, last = (history[0], history[-1]) if history else ({}, {})
+    nan = float("nan")
+    report = [f"iterations {iteration} x {cfg.batch_size} completions, KL beta {cfg.kl_beta} -> {kl.beta:.4f}",
+              f"reward (rollout mean) first -> last iteration: {first.get('reward', nan):.4f} -> {last.get('reward', nan):.4f}",
+              f"explained variance first -> last: {first.get('ppo/explained_variance', nan):.3f} -> "
+              f"{last.get('ppo/explained_variance', nan):.3f}",
+              f"held-out reward {held_reward:.4f}, stop rate {stop_rate:.2f}", "", "## held-out samples", "",
+              *[f"- [{r['prompt_type']}] total {r['total']:.3f}: {r['text'][:200]!r}" for r in rows[:8]], "",
+              "## alarms", "", *([f"- step {a['step']}: **{a['alarm']}**: {a['message']}" for a in alarms.fired]
+                                  or ["none fired"]), "", f"weights moved: {moved}"]
+    return finish_stage(out, "ppo", {
+        "steps": iteration, "reward_first": first.get("reward"), "reward_last": last.get("reward"),
+        "kl_last": last.get("kl"), "kl_beta_last": kl.beta, "held_out_reward": held_reward,
+        "held_out_stop_rate": stop_rate, "reward_weights": cfg.reward_weights, "update_check": moved,
+        "adapter_dir": str(out / "final"), "alarms": alarms.fired, "history": history, "samples": rows},
+        report, started)
+
+
+if __name__ == "__main__":
+    main()
