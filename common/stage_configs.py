@@ -214,6 +214,43 @@ class PPOArgs(AlarmArgs, TrainArgs, RewardArgs, PolicyArgs, RunArgs):
 
 
 @dataclass
+class DPOArgs(TrainArgs, RewardArgs, PolicyArgs, RunArgs):
+    """Offline preference training (rl/dpo.py) of the SFT policy: DPO (TRL), DPOP or the two-stage pun curriculum
+    PGCL (ours, SPEC section 5). Reference = the SFT policy (the new LoRA disabled)."""
+
+    loss: str = field(default="dpo", metadata={
+        "help": "dpo (TRL DPOTrainer), dpop (DPO-Positive) or pgcl (stage 1 structure DPO, then the three-way humor "
+                "loss against the stage-1 model). The stage directory is named after it."})
+    sft_adapter: str | None = field(default=None, metadata={
+        "help": "SFT LoRA adapter to start from (merged; the reference). None: <runs_dir>/<run_name>/sft/final."})
+    preference_source: str = field(default="humicroedit", metadata={
+        "help": "Pairs for dpo/dpop: 'humicroedit' (task-2 human pairs; the sample copy without --data_dir), "
+                "'self' (the SFT policy's own samples of the RL prompts, ranked by the composite reward and the "
+                "structure check), 'puns' (gold pun vs own structure failure), or a ms-swift / LLaMA-Factory JSONL file."})
+    pun_sources: list[str] = field(default_factory=lambda: ["sample"], metadata={
+        "help": "Puns for pgcl and preference_source 'puns': sample, chinesepun, pun2pun."})
+    max_pairs: int | None = field(default=512, metadata={"help": "Use at most this many examples (seeded sample). None: all."})
+    min_grade_gap: float = field(default=0.0, metadata={"help": "Humicroedit: drop pairs whose mean grades differ by less."})
+    self_samples: int = field(default=4, metadata={"help": "Own samples per prompt for 'self' pairs and pun examples."})
+    self_prompts: int = field(default=64, metadata={"help": "Prompts sampled for 'self' pairs and pun examples."})
+    min_score_gap: float = field(default=0.05, metadata={"help": "'self' pairs: drop pairs whose composite rewards differ by less."})
+    beta: float = field(default=0.5, metadata={"help": "Preference beta (seed: 0.5)."})
+    dpop_lambda: float = field(default=0.5, metadata={"help": "DPOP lambda (seed: 0.5; >= 5 destroyed fluency in their runs)."})
+    pgcl_gold_weight: float = field(default=1.0, metadata={"help": "PGCL stage 2: weight of -log s(r(gold) - r(y*))."})
+    pgcl_fail_weight: float = field(default=0.5, metadata={
+        "help": "PGCL stage 2: weight of -log s(r(y*) - r(fail)) (SPEC's gamma; the seed's code put gamma on the gold term)."})
+    stage1_max_steps: int | None = field(default=None, metadata={"help": "PGCL stage 1 steps. None: max_steps."})
+    max_length: int = field(default=256, metadata={"help": "Prompt + completion tokens; longer sequences are truncated."})
+    structure_eval_prompts: int = field(default=16, metadata={
+        "help": "PGCL: held-out pun prompts sampled before and after each stage for the structure success rate."})
+
+    def __post_init__(self):
+        RewardArgs.__post_init__(self)
+        if self.loss not in ("dpo", "dpop", "pgcl"):
+            raise ValueError(f"loss must be dpo, dpop or pgcl, got {self.loss!r}")
+
+
+@dataclass
 class ScoreArgs(RewardArgs, RunArgs):
     """Score texts with every reward component and the composite total (reward/score.py)."""
 
@@ -232,7 +269,7 @@ class GenerateArgs(RewardArgs, PolicyArgs, RunArgs):
 class EvalArgs(GenerateArgs):
     """Evaluate policies (or output files) on the same held-out prompts with SPEC section 6's metrics."""
 
-    policies: list[str] = field(default_factory=lambda: ["base", "sft", "grpo", "ppo"], metadata={
+    policies: list[str] = field(default_factory=lambda: ["base", "sft", "grpo", "ppo", "dpo", "dpop", "pgcl"], metadata={
         "help": "Policies to generate with and compare: 'base', finished stages of this run, adapter directories. "
                 "Stages that have not run are skipped with a note."})
     baseline: str | None = field(default="base", metadata={
@@ -241,5 +278,5 @@ class EvalArgs(GenerateArgs):
         "help": "Reference LM for perplexity: 'base' (the untrained policy model), any model spec, or None to skip."})
 
 
-STAGE_CONFIGS = {"sft": SFTArgs, "rm": RMArgs, "grpo": GRPOArgs, "ppo": PPOArgs, "score": ScoreArgs, "generate": GenerateArgs,
+STAGE_CONFIGS = {"sft": SFTArgs, "rm": RMArgs, "grpo": GRPOArgs, "ppo": PPOArgs, "dpo": DPOArgs, "score": ScoreArgs, "generate": GenerateArgs,
                  "eval": EvalArgs}

@@ -30,12 +30,13 @@ class LabeledText:
 
 @dataclass(frozen=True)
 class TaskPrompt:
-    """A generation task: write a joke about `headline` (prompt_type 'headline') or containing both `words`."""
+    """A generation task: write a joke about `headline` (prompt_type 'headline') or containing both `words`
+    ('words'); or a pun on words[0] ('homographic') or on words[0] sounding like words[1] ('homophonic')."""
     id: str
     lang: str
     prompt_type: str
     headline: str | None = None
-    words: tuple[str, str] | None = None
+    words: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,17 @@ TEMPLATES = {
                         "Titular: {headline}\n\nTexto humorístico:",
     ("es", "words"): "Escribe un texto humorístico en español que use las siguientes dos palabras:\n\n"
                      "Palabras: {word1}, {word2}\n\nTexto humorístico:",
+    # pun prompts of seed 000 (its homographic prompt begins "根据上述词义，" after a word definition we do not have)
+    ("zh", "homographic"): "请为我编写一个幽默的句子，并使用“{word1}”这个词在一个句子中一次或多次。这个句子应该能够引发笑声或娱乐，"
+                           "并展示“{word1}”这个词的不同含义在幽默语境下的创意用法。你可以尝试在句子中加入意想不到的情节或转折，"
+                           "以增加幽默效果。请确保句子仍然通顺、自然，并具有良好的语法和逻辑结构。",
+    ("zh", "homophonic"): "请为我编写一个幽默的句子，其中包含词语“{word1}”和“{word2}”。这个句子应该能够引发笑声或娱乐，"
+                          "并展示“{word1}”和“{word2}”这两个同音词语在幽默语境下的创意用法。你可以尝试在句子中加入意想不到的"
+                          "情节或转折，以增加幽默效果。请确保句子仍然通顺、自然，并具有良好的语法和逻辑结构。",
+    ("en", "homographic"): "Write me a funny sentence that uses the word \"{word1}\" once or more, playing on its different "
+                           "meanings. Add an unexpected twist to make it funnier, and keep it fluent and grammatical.",
+    ("en", "homophonic"): "Write me a funny sentence that plays on the similar-sounding words \"{word1}\" and \"{word2}\". "
+                          "Add an unexpected twist to make it funnier, and keep it fluent and grammatical.",
 }
 
 STOP_WORDS = {
@@ -50,9 +61,9 @@ def prompt_text(task: TaskPrompt) -> str:
     template = TEMPLATES.get((task.lang, task.prompt_type))
     if template is None:
         raise ValueError(f"{task.id}: no template for language {task.lang!r} and prompt type {task.prompt_type!r}")
-    if task.prompt_type == "words":
-        return template.format(word1=task.words[0], word2=task.words[1])
-    return template.format(headline=task.headline)
+    if task.prompt_type == "headline":
+        return template.format(headline=task.headline)
+    return template.format(word1=task.words[0], word2=task.words[-1])
 
 
 def format_for_model(tokenizer, text: str) -> str:

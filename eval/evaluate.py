@@ -83,6 +83,11 @@ def stage_figures(stage: str, s: dict) -> str:
         return f"loss {s.get('loss_first') or 0:.3f} -> {s.get('loss_last') or 0:.3f}, stop rate {s.get('stop_rate') or 0:.2f}"
     if stage == "rm":
         return ", ".join(f"{k} {v:.3f}" for k, v in s.get("held_out", {}).items())
+    if stage in ("dpo", "dpop"):
+        return (f"{s.get('pairs')} pairs; chosen log-prob {s.get('chosen_logp_first') or 0:.2f} -> "
+                f"{s.get('chosen_logp_last') or 0:.2f}, margin {s.get('margin_last') or 0:.3f}")
+    if stage == "pgcl":
+        return "structure success " + " -> ".join(f"{k} {v:.2f}" for k, v in s.get("structure_success", {}).items())
     if stage in ("grpo", "ppo"):
         return (f"train reward {s.get('reward_first') or 0:.3f} -> {s.get('reward_last') or 0:.3f}, "
                 f"KL {s.get('kl_last') or 0:.4f}")
@@ -93,7 +98,7 @@ def run_report(cfg, run_dir: Path, metrics: dict, outputs: dict, eval_dir: Path)
     """The run's report.md: what each stage did, the evaluation, the RM's quality, plots."""
     lines = [f"# {cfg.run_name}", "", f"policy `{cfg.policy_model}`, languages {cfg.langs}, "
              f"prompts {cfg.prompt_sources}, labeled data {cfg.labeled_sources}", ""]
-    stages = {s: _stage_summary(run_dir, s) for s in ("sft", "rm", "grpo", "ppo", "dpo")}
+    stages = {s: _stage_summary(run_dir, s) for s in ("sft", "rm", "grpo", "ppo", "dpo", "dpop", "pgcl")}
     lines += ["## Stages", "", "| stage | wall time (s) | steps | figures | weights moved |", "|---|---|---|---|---|"]
     for stage, s in stages.items():
         if s is None:

@@ -23,16 +23,18 @@ TINY = str(Path(__file__).resolve().parents[1] / "configs" / "tiny.yaml")
 
 @pytest.fixture(scope="session")
 def run(tmp_path_factory):
-    """sft -> rm -> grpo -> ppo -> eval on configs/tiny.yaml, in sequence as a user runs them (shared by the test files)."""
+    """sft -> rm -> grpo -> ppo -> dpo -> dpop -> eval on configs/tiny.yaml, in sequence as a user runs them (shared by the test files)."""
     from reward.train_rm import main as train_rm
     from rl.grpo import main as grpo
+    from rl.dpo import main as dpo
     from rl.ppo import main as ppo
     from sft.sft import main as sft
 
     runs = tmp_path_factory.mktemp("runs")
     common = ["--config", TINY, "--runs_dir", str(runs), "--run_name", "t"]
     summaries = {"sft": sft(common), "rm": train_rm(common), "grpo": grpo(common + ["--max_steps", "3"]),
-                 "ppo": ppo(common + ["--max_steps", "3"])}
+                 "ppo": ppo(common + ["--max_steps", "3"]),
+                 "dpo": dpo(common + ["--loss", "dpo"]), "dpop": dpo(common + ["--loss", "dpop"])}
     from eval.evaluate import main as evaluate
     summaries["eval"] = evaluate(common + ["--samples_per_prompt", "2"])
     return runs / "t", summaries

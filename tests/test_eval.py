@@ -17,7 +17,7 @@ TINY = str(Path(__file__).resolve().parents[1] / "configs" / "tiny.yaml")
 def test_eval_compares_base_sft_grpo_on_the_same_prompts(run):
     run_dir, s = run
     metrics = s["eval"]["metrics"]
-    assert list(metrics) == ["base", "sft", "grpo", "ppo"] and not s["eval"]["skipped"]
+    assert list(metrics) == ["base", "sft", "grpo", "ppo", "dpo", "dpop"] and list(s["eval"]["skipped"]) == ["pgcl"]
     rows = {name: read_jsonl(run_dir / "eval" / f"{name}.jsonl") for name in metrics}
     ids = [r["id"] for r in rows["base"]]
     assert all([r["id"] for r in rows[name]] == ids for name in rows)          # same prompts, same order
@@ -32,7 +32,7 @@ def test_eval_compares_base_sft_grpo_on_the_same_prompts(run):
             assert key in m, (name, key)
     assert "win_rate" in metrics["grpo"] and "win_rate" not in metrics["base"]
     report = (run_dir / "report.md").read_text()
-    for needle in ("| metric | base | sft | grpo | ppo |", "| stop rate (EOS) |", "## Reward model (held-out)",
+    for needle in ("| metric | base | sft | grpo | ppo | dpo | dpop |", "| stop rate (EOS) |", "## Reward model (held-out)",
                    "![grpo_rewards](plots/grpo_rewards.png)",
                    "![ppo_rewards](plots/ppo_rewards.png)", "| ppo | ", "| Dist-2 corpus |", "| perplexity (reference LM) |"):
         assert needle in report, needle
@@ -53,8 +53,8 @@ def test_generate_cli_writes_scored_rows_for_a_stage_and_its_parents(run, tmp_pa
     for r in rows:
         assert {"text", "finished", "rm_reward", "no_eos_penalty", "script_drift_penalty", "total"} <= set(r)
         assert r["no_eos_penalty"] == (0.0 if r["finished"] else 1.0)
-    with pytest.raises(FileNotFoundError, match="policy 'dpop'"):
-        generate(["--config", TINY, "--runs_dir", str(run_dir.parent), "--run_name", run_dir.name, "--policy", "dpop"])
+    with pytest.raises(FileNotFoundError, match="policy 'pgcl'"):
+        generate(["--config", TINY, "--runs_dir", str(run_dir.parent), "--run_name", run_dir.name, "--policy", "pgcl"])
 
 
 def test_perplexity_matches_the_models_own_loss():

@@ -1,0 +1,290 @@
+"""Preference data for DPO / DPOP / PGCL (SPEC sections 3 and 5): where pairs come from, and their file formats.
+
+An example is a prompt and its completions ranked best first: (chosen, rejected) for DPO and DPOP, (gold, y*,
+fail) for PGCL's second stage. Sources:
+- Humicroedit task-2: human judgements of which of two edits of the same headline is funnier (ties dropped);
+  prompt = the original headline, completions = the edited headlines;
+- the policy's own samples: N per prompt, scored by the composite reward and the structure check (the required
+  word(s) present): the best structure-ok sample against the worst;
+- puns (ChinesePun, Pun2Pun) with the seed's homographic / homophonic prompts: the gold pun against the policy's
+  own samples, failing the structure check (stage 1) or passing it (y*, stage 2).
+Files: ms-swift (`messages` + `rejected_response`) and LLaMA-Factory (`conversations`, `chosen`, `rejected`)
+JSONL are read and written; a third completion travels as `gold_response` / `gold` in our own extension.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from data.loaders import SAMPLE_DIR, TaskPrompt, _rows, _text
+
+
+@dataclass(frozen=True)
+class PreferenceExample:
+    task: TaskPrompt              # what is asked (prompt_text(task) is the instruction)
+    completions: tuple[str, ...]  # best first
+    source: str
+
+
+# ---------------------------------------------------------------- Humicroedit task-2
+
+def _edited(headline: str, edit: str | None, path: Path, line: int) -> str:
+    """'Last <Astronaut/> on the Moon' -> with the marked word replaced by `edit` (or kept when edit is None)."""
+    match = re.search(r"<([^<>]+)/>", headline)
+    if match is None:
+        raise ValueError(f"{path}:{line}: headline has no <word/> mark: {headline[:80]!r}")
+    return re.sub(r"\s+", " ", headline.replace(match.group(0), edit if edit is not None else match.group(1))).strip()
+
+
+def read_humicroedit_pairs(path: Path, min_grade_gap: float = 0.0) -> list[PreferenceExample]:
+    """Task-2 rows: id, original1, edit1, meanGrade1, original2, edit2, meanGrade2, label (1 or 2 funnier, 0 tie)."""
+    out = []
+    for line, row in _rows(path, required=("id", "original1", "edit1", "meanGrade1", "original2", "edit2",
+                                           "meanGrade2", "label")):
+        label = row["label"].strip()
+        if label not in ("0", "1", "2"):
+            raise ValueError(f"{path}:{line}: label must be 0, 1 or 2, got {row['label']!r}")
+        try:
+            gap = abs(float(row["meanGrade1"]) - float(row["meanGrade2"]))
+        except ValueError:
+            raise ValueError(f"{path}:{line}: meanGrade1/meanGrade2 must be numbers") from None
+        if label == "0" or gap < min_grade_gap:
+            continue
+        first = _edited(_text(row["original1"], path, line, "original1"), row["edit1"], path, line)
+        second = _edited(_text(row["original2"], path, line, "original2"), row["edit2"], path, line)
+        original = _edited(row["original1"], None, path, line)
+        chosen, rejected = (first, second) if label == "1" else (second, first)
+        task = TaskPrompt(f"humicroedit:{row['id']}", "en", "headline", headline=original.strip('" '))
+        out.append(PreferenceExample(task, (chosen.strip('" '), rejected.strip('" ')), "humicroedit"))
+    return out
+
+
+def load_humicroedit(data_dir: Path | None, min_grade_gap: float = 0.0) -> list[PreferenceExample]:
+    if data_dir is None:
+        return read_humicroedit_pairs(SAMPLE_DIR / "humicroedit_pairs.csv", min_grade_gap)
+    return read_humicroedit_pairs(Path(data_dir) / "humicroedit" / "task-2" / "train.csv", min_grade_gap)
+
+
+# ---------------------------------------------------------------- puns
+
+@dataclass(frozen=True)
+class Pun:
+    id: str
+    lang: str
+    kind: str                 # homographic | homophonic
+    text: str
+    pun_word: str
+    alternative: str | None   # the same-sounding word a homophonic pun plays on
+
+    def task(self) -> TaskPrompt:
+        words = (self.pun_word,) if self.kind == "homographic" else (self.pun_word, self.alternative or self.pun_word)
+        return TaskPrompt(self.id, self.lang, self.kind, words=words)
+
+
+def read_chinesepun(path: Path) -> list[Pun]:
+    """ChinesePun.json: {"homographic": [{id, content, key_words: {pun_words, alternative_words?}}], "homophonic": [...]}
+    (an item may name its "lang"; the default is zh)."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path}: not JSON ({e.msg} at line {e.lineno})") from None
+    out = []
+    for kind in ("homographic", "homophonic"):
+        for i, item in enumerate(data.get(kind, [])):
+            where = f"{path}: {kind}[{i}]"
+            words = (item.get("key_words") or {}).get("pun_words") or []
+            if not item.get("content") or not words:
+                raise ValueError(f"{where}: needs 'content' and key_words.pun_words")
+            alternatives = item["key_words"].get("alternative_words") or [None]
+            out.append(Pun(f"{path.stem}:{kind}:{item.get('id', i)}", item.get("lang", "zh"), kind, item["content"].strip(), words[0],
+                           alternatives[0]))
+    return out
+
+
+def read_pun2pun(directory: Path, lang: str) -> list[Pun]:
+    """Pun2Pun: <lang>/{graphic,phonic}.json ([{index, sentence}]) + <lang>_{graphic,phonic}_pun.jsonl
+    ({index, pun}: 'pun' or 'pun/alternative'). Sentences without a pun word are skipped."""
+    out = []
+    for kind, name in (("homographic", "graphic"), ("homophonic", "phonic")):
+        sentences_path = directory / lang / f"{name}.json"
+        sentences = {item["index"]: item["sentence"] for item in json.loads(sentences_path.read_text(encoding="utf-8"))}
+        words_path = directory / lang / f"{lang}_{name}_pun.jsonl"
+        for line_no, line in enumerate(words_path.read_text(encoding="utf-8").splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                item = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise ValueError(f"{words_path}:{line_no}: not JSON ({e.msg})") from None
+            if item.get("index") not in sentences or not item.get("pun"):
+                continue
+            pun, _, alternative = str(item["pun"]).partition("/")
+            out.append(Pun(f"pun2pun:{lang}:{name}:{item['index']}", lang, kind, sentences[item["index"]].strip(),
+                           pun.strip(), alternative.strip() or None))
+    return out
+
+
+def load_puns(sources: list[str], data_dir: Path | None, langs) -> list[Pun]:
+    """Puns of the given sources ('sample', 'chinesepun', 'pun2pun') in the given languages."""
+    puns = []
+    for source in sources:
+        if source == "sample":
+            puns += read_chinesepun(SAMPLE_DIR / "puns.json")
+        elif source == "chinesepun":
+            puns += read_chinesepun(Path(data_dir) / "chinesepun" / "ChinesePun.json")
+        elif source == "pun2pun":
+            puns += [p for lang in ("zh", "en") for p in read_pun2pun(Path(data_dir) / "pun2pun", lang)]
+        else:
+            raise ValueError(f"unknown pun source {source!r}; valid: sample, chinesepun, pun2pun")
+    return [p for p in puns if p.lang in langs]
+
+
+def structure_ok(text: str, task: TaskPrompt) -> bool:
+    """The structure check: a words prompt needs both words, a pun prompt its pun word (the written side of a
+    homophonic pun; the alternative is what it sounds like). Headline prompts have no structure to check.
+
+    >>> structure_ok("The cactus sued.", TaskPrompt("x", "en", "words", words=("cactus", "lawsuit")))
+    False
+    >>> structure_ok("我要唱宫的歌", TaskPrompt("x", "zh", "homophonic", words=("宫", "公")))
+    True
+    """
+    lowered = text.lower()
+    if task.prompt_type == "words":
+        return all(w.lower() in lowered for w in task.words)
+    if task.prompt_type in ("homographic", "homophonic"):
+        return task.words[0].lower() in lowered
+    return True
+
+
+# ---------------------------------------------------------------- pairs from the policy's own samples
+
+def pairs_from_samples(tasks: dict[str, TaskPrompt], rows: list[dict], min_score_gap: float) -> list[PreferenceExample]:
+    """rows: eval/generate.py rows (id, text, total). Per prompt: the highest-scoring structure-ok sample is chosen,
+    the lowest-scoring one (a structure failure when there is one) rejected; pairs closer than min_score_gap are
+    dropped as noise."""
+    by_id: dict[str, list[dict]] = {}
+    for r in rows:
+        by_id.setdefault(r["id"], []).append(r)
+    out = []
+    for pid, group in by_id.items():
+        task = tasks[pid]
+        ok = [r for r in group if structure_ok(r["text"], task) and r["text"]]
+        if not ok:
+            continue
+        chosen = max(ok, key=lambda r: r["total"])
+        failing = [r for r in group if not structure_ok(r["text"], task)]
+        rejected = min(failing or [r for r in group if r is not chosen] or [chosen], key=lambda r: r["total"])
+        if rejected is chosen or (not failing and chosen["total"] - rejected["total"] < min_score_gap):
+            continue
+        out.append(PreferenceExample(task, (chosen["text"], rejected["text"]), "self"))
+    return out
+
+
+def pun_examples(puns: list[Pun], rows: list[dict], three_way: bool, rm_scores: dict | None = None) -> list[PreferenceExample]:
+    """PGCL data from the policy's samples of each pun prompt (rows: id, text).
+    Stage 1 (three_way False): (gold, a sample failing the structure check).
+    Stage 2 (three_way True): (gold, y* = a structure-ok sample, the weakest by the RM when rm_scores (text ->
+    P(humor)) is given, fail = a sample failing the structure check). Prompts lacking a needed sample are skipped."""
+    by_id: dict[str, list[str]] = {}
+    for r in rows:
+        by_id.setdefault(r["id"], []).append(r["text"])
+    out = []
+    for pun in puns:
+        task = pun.task()
+        samples = by_id.get(pun.id, [])
+        failing = [t for t in samples if not structure_ok(t, task)]
+        ok = [t for t in samples if structure_ok(t, task) and t.strip()]
+        if not failing or (three_way and not ok):
+            continue
+        if not three_way:
+            out.append(PreferenceExample(task, (pun.text, failing[0]), "pun-structure"))
+            continue
+        weak = min(ok, key=lambda t: rm_scores.get(t, 0.0)) if rm_scores else ok[0]
+        out.append(PreferenceExample(task, (pun.text, weak, failing[0]), "pun-humor"))
+    return out
+
+
+# ---------------------------------------------------------------- files: ms-swift and LLaMA-Factory JSONL
+
+def to_record(example: PreferenceExample, prompt: str, fmt: str) -> dict:
+    best, worst = example.completions[0], example.completions[-1]
+    if fmt == "swift":
+        record = {"messages": [{"role": "user", "content": prompt}, {"role": "assistant", "content": best}],
+                  "rejected_response": worst}
+        if len(example.completions) == 3:     # our extension: gold first, y* as the response, fail rejected
+            record["messages"][1]["content"] = example.completions[1]
+            record["gold_response"] = best
+    elif fmt == "llamafactory":
+        record = {"conversations": [{"from": "human", "value": prompt}], "chosen": {"from": "gpt", "value": best},
+                  "rejected": {"from": "gpt", "value": worst}}
+        if len(example.completions) == 3:
+            record["chosen"]["value"] = example.completions[1]
+            record["gold"] = {"from": "gpt", "value": best}
+    else:
+        raise ValueError(f"unknown preference format {fmt!r}; valid: swift, llamafactory")
+    record.update({"id": example.task.id, "lang": example.task.lang, "prompt_type": example.task.prompt_type})
+    if example.task.words:
+        record["words"] = list(example.task.words)
+    if example.task.headline:
+        record["headline"] = example.task.headline
+    return record
+
+
+def write_preferences(path: Path, examples: list[PreferenceExample], fmt: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    with tmp.open("w", encoding="utf-8") as f:
+        for ex in examples:
+            f.write(json.dumps(to_record(ex, example_prompt(ex), fmt), ensure_ascii=False) + "\n")
+    tmp.replace(path)
+
+
+def read_preferences(path: Path) -> list[PreferenceExample]:
+    """ms-swift or LLaMA-Factory JSONL (detected per row). The prompt is the user message; rows written by
+    write_preferences also carry the task (id, lang, prompt_type, words/headline), others become headline-type
+    tasks whose 'headline' is the whole user message."""
+    out = []
+    for line_no, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        where = f"{path}:{line_no}"
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{where}: not a JSON object ({e.msg})") from None
+        if "messages" in row:
+            users = [m["content"] for m in row["messages"] if m.get("role") == "user"]
+            answers = [m["content"] for m in row["messages"] if m.get("role") == "assistant"]
+            if not users or not answers or "rejected_response" not in row:
+                raise ValueError(f"{where}: ms-swift rows need a user and an assistant message and 'rejected_response'")
+            prompt, best, worst, gold = users[-1], answers[-1], row["rejected_response"], row.get("gold_response")
+        elif "conversations" in row:
+            humans = [m["value"] for m in row["conversations"] if m.get("from") == "human"]
+            if not humans or "chosen" not in row or "rejected" not in row:
+                raise ValueError(f"{where}: LLaMA-Factory rows need a human turn, 'chosen' and 'rejected'")
+            prompt, best, worst = humans[-1], row["chosen"]["value"], row["rejected"]["value"]
+            gold = row["gold"]["value"] if "gold" in row else None
+        else:
+            raise ValueError(f"{where}: neither ms-swift ('messages' + 'rejected_response') nor LLaMA-Factory "
+                             f"('conversations' + 'chosen' + 'rejected') format")
+        if not str(best).strip() or not str(worst).strip():
+            raise ValueError(f"{where}: empty chosen or rejected completion")
+        completions = (gold, best, worst) if gold else (best, worst)
+        if "prompt_type" in row:
+            words = tuple(row["words"]) if row.get("words") else None
+            task = TaskPrompt(row.get("id", f"{path.name}:{line_no}"), row.get("lang", "en"), row["prompt_type"],
+                              headline=row.get("headline"), words=words)
+        else:
+            task = TaskPrompt(f"{path.name}:{line_no}", row.get("lang", "en"), "raw", headline=prompt)
+        out.append(PreferenceExample(task, completions, str(path)))
+    return out
+
+
+def example_prompt(example: PreferenceExample) -> str:
+    """The instruction of an example: the template for known prompt types, the stored user message for raw rows."""
+    from data.prompts import prompt_text
+
+    return example.task.headline if example.task.prompt_type == "raw" else prompt_text(example.task)
