@@ -23,14 +23,26 @@ def set_seed(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def is_main_process() -> bool:
+    """True on the process that writes files (rank 0 under `accelerate launch`; always in a single process)."""
+    from accelerate import PartialState
+
+    # the first PartialState fixes the process group for the run: on a CPU it must know it is one (as the
+    # Trainer's use_cpu does), or torchrun's ranks each see a world of size 1
+    return PartialState(cpu=not torch.cuda.is_available()).is_main_process
+
+
 def prepare_stage_dir(config, stage: str) -> tuple[Path, str | None]:
-    """Create the stage directory; refuse to overwrite a finished run; find the checkpoint to resume from."""
+    """Create the stage directory; refuse to overwrite a finished run; find the checkpoint to resume from.
+    Under several processes every rank checks and finds the checkpoint; only the main one writes."""
     out = config.stage_dir(stage)
     if (out / "summary.json").exists():
         raise FileExistsError(f"{out} holds a finished '{stage}' run (summary.json exists); a run never overwrites "
                               f"another: pick a new --run_name or --output_dir, or delete {out}")
     checkpoints = sorted(out.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[-1])) if out.exists() else []
     resume = str(checkpoints[-1]) if checkpoints else None
+    if not is_main_process():
+        return out, resume
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / "config.yaml", yaml.safe_dump(to_dict(config), sort_keys=False, allow_unicode=True))
     if resume:
@@ -73,11 +85,12 @@ def use_bf16(setting: bool | None) -> bool:
 
 
 def tensorboard_callback(stage_dir: Path):
-    """TensorBoard events in <stage_dir>/tb (transformers 5 has no logging_dir argument)."""
+    """TensorBoard events in <stage_dir>/tb (transformers 5 has no logging_dir argument); written by the main
+    process only (the callback's tb_writer is None on the others)."""
     from torch.utils.tensorboard import SummaryWriter
     from transformers.integrations import TensorBoardCallback
 
-    return TensorBoardCallback(tb_writer=SummaryWriter(log_dir=str(stage_dir / "tb")))
+    return TensorBoardCallback(tb_writer=SummaryWriter(log_dir=str(stage_dir / "tb")) if is_main_process() else None)
 
 
 def log_scalars(stage_dir: Path, scalars: dict[str, float], step: int) -> None:

@@ -20,8 +20,8 @@ from trl import GRPOConfig
 from common.config import parse_config
 from common.generation import stop_token_ids
 from common.models import load_policy, save_lineage
-from common.runs import (UpdateSentinel, causal_lm_probe, finish_stage, log_scalars, prepare_stage_dir,
-                         save_atomically, set_seed, tensorboard_callback, trainer_kwargs)
+from common.runs import (UpdateSentinel, causal_lm_probe, finish_stage, is_main_process, log_scalars,
+                         prepare_stage_dir, save_atomically, set_seed, tensorboard_callback, trainer_kwargs)
 from common.stage_configs import GRPOArgs
 from data.loaders import TaskPrompt, balance_prompt_types, load_prompts, sample_texts, split_prompts
 from data.prompts import format_for_model, prompt_text
@@ -109,6 +109,8 @@ def main(argv: list[str] | None = None) -> dict:
     sentinel = UpdateSentinel(trainer.model, causal_lm_probe(tokenizer, sample_texts()[:4]))
     trainer.train(resume_from_checkpoint=resume)
     moved = sentinel.check(trainer.model, "grpo", trainer.state.global_step)
+    if not is_main_process():       # under accelerate launch, rank 0 saves, samples and reports
+        return {"stage": "grpo", "update_check": moved, "rank": trainer.accelerator.process_index}
     history = [h for h in trainer.state.log_history if "reward" in h]
 
     # 5. save the GRPO adapter; it applies on top of base + SFT adapter
@@ -140,7 +142,7 @@ def main(argv: list[str] | None = None) -> dict:
         "kl_last": last.get("kl"), "held_out_reward": held_reward, "held_out_stop_rate": stop_rate,
         "stop_token_ids": stop_token_ids(trainer.model, tokenizer), "reward_functions": [f.__name__ for f in trainer.reward_funcs],
         "reward_weights": cfg.reward_weights, "update_check": moved, "adapter_dir": str(out / "final"),
-        "alarms": alarms.fired, "samples": rows},
+        "alarms": alarms.fired, "world_size": trainer.accelerator.num_processes, "samples": rows},
         report, started)
 
 

@@ -160,7 +160,7 @@ class SampleText(TrainerCallback):
         self.trainer, self.writer, self.every, self.count = trainer, writer, every, count
 
     def on_step_end(self, args, state, control, **kwargs):
-        if self.every <= 0 or state.global_step % self.every or not self.trainer.last_batch:
+        if self.writer is None or self.every <= 0 or state.global_step % self.every or not self.trainer.last_batch:
             return
         self.writer.add_text("samples", samples_markdown(self.trainer.last_batch[:self.count]), state.global_step)
         self.writer.flush()

@@ -1,0 +1,207 @@
+"""Reward-weight experiments: one GRPO run per setting from the same SFT start, seed and prompts, each evaluated on
+the same held-out prompts, compared in one table and on a Pareto plot (RM score vs coverage vs Dist-2).
+
+    python rl/sweep.py configs/sweeps/cpu_default_weights.yaml [--data_dir ../shared/data ...]
+
+The sweep file:
+    name: weights                       # outputs under <runs_dir>/sweeps/<name>/
+    config: configs/cpu_default.yaml    # the base preset; SFT and RM come from its run (<runs_dir>/<run_name>/)
+    overrides: {max_steps: 20}          # for every setting (any GRPO field)
+    eval: {samples_per_prompt: 2}       # optional: evaluation settings (eval/generate.py fields)
+    settings:                           # name -> GRPO fields that differ
+      seed: {reward_weights: seed}
+      rm_heavy: {reward_weights: {headline: {...}, words: {...}}}
+      kl_0.1: {kl_beta: 0.1}
+Extra command-line flags go to every run (after the overrides). Each setting's GRPO run writes
+<sweep>/<setting>/grpo/ (TensorBoard in its tb/, so `tensorboard --logdir <sweep>` overlays all runs) and its
+evaluation <sweep>/<setting>/eval.json. A setting with eval.json is skipped when the sweep is run again (resume);
+one that fails is recorded with its error and the sweep goes on. Every setting's samples are scored with the base
+config's weights, so the composite column compares like with like.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import sys
+import time
+import traceback
+from pathlib import Path
+
+import yaml
+
+from common.config import parse_config
+from common.models import load_policy
+from common.runs import atomic_write_text, set_seed
+from common.stage_configs import GenerateArgs
+from eval.generate import generate_rows, held_out_prompts, write_jsonl
+from eval.metrics import summarize
+from reward.composite import load_scorer
+
+# the objectives of the Pareto front, all maximised
+OBJECTIVES = ("mean_rm_reward", "coverage", "dist2_corpus")
+COLUMNS = ("setting", "status", "mean_rm_reward", "coverage", "structure_success", "dist2_corpus", "mean_total",
+           "stop_rate", "script_drift_rate", "repetition_rate", "mean_length", "kl_last", "train_reward_last",
+           "pareto", "wall_time_s")
+
+
+def read_sweep(path: Path) -> dict:
+    spec = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+    for key in ("name", "config", "settings"):
+        if key not in spec:
+            raise ValueError(f"{path}: missing '{key}' (see rl/sweep.py's docstring for the format)")
+    if not isinstance(spec["settings"], dict) or not spec["settings"]:
+        raise ValueError(f"{path}: 'settings' must map setting names to GRPO fields")
+    for name, fields in spec["settings"].items():
+        if not isinstance(fields, dict):
+            raise ValueError(f"{path}: setting '{name}' must be a mapping of GRPO fields, got {fields!r}")
+    return spec
+
+
+def as_flags(fields: dict) -> list[str]:
+    """{'kl_beta': 0.1, 'reward_weights': {...}} -> ['--kl_beta', '0.1', '--reward_weights', '{...}'] (YAML values)."""
+    flags = []
+    for key, value in fields.items():
+        flags += [f"--{key}", value if isinstance(value, str) else yaml.safe_dump(value, default_flow_style=True).strip()]
+    return flags
+
+
+def generate_flags(flags: list[str]) -> list[str]:
+    """The `--field value` pairs that the evaluation config (GenerateArgs) knows: data, run, weights, sampling."""
+    import dataclasses
+
+    known = {f.name for f in dataclasses.fields(GenerateArgs)}
+    pairs = list(zip(flags[::2], flags[1::2]))
+    return [x for key, value in pairs if key.removeprefix("--") in known for x in (key, value)]
+
+
+def pareto_front(rows: list[dict], objectives=OBJECTIVES) -> list[bool]:
+    """True for each row no other row dominates (at least as good in every objective, better in one).
+
+    >>> pareto_front([{"a": 1, "b": 1}, {"a": 2, "b": 0}, {"a": 0.5, "b": 0.5}], ("a", "b"))
+    [True, True, False]
+    """
+    def dominates(x, y):
+        return all(x[k] >= y[k] for k in objectives) and any(x[k] > y[k] for k in objectives)
+
+    return [not any(dominates(o, r) for o in rows if o is not r) for r in rows]
+
+
+def evaluate_setting(cfg: GenerateArgs, adapters: list[Path], fns: dict, out: Path) -> dict:
+    model, tokenizer = load_policy(cfg.policy_model, adapters)
+    set_seed(cfg.seed)
+    rows = generate_rows(model, tokenizer, held_out_prompts(cfg), cfg, fns, cfg.samples_per_prompt, cfg.gen_batch_size)
+    write_jsonl(out / "samples.jsonl", rows)
+    return summarize(rows)
+
+
+def plot_front(rows: list[dict], path: Path, title: str) -> Path:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    for ax, (x, y) in zip(axes, (("coverage", "mean_rm_reward"), ("dist2_corpus", "mean_rm_reward"))):
+        points = ax.scatter([r[x] for r in rows], [r[y] for r in rows], c=[r["dist2_corpus"] for r in rows],
+                            cmap="viridis", s=[90 if r["pareto"] else 40 for r in rows],
+                            edgecolors=["red" if r["pareto"] else "none" for r in rows], linewidths=1.5)
+        for r in rows:
+            ax.annotate(r["setting"], (r[x], r[y]), fontsize=8, xytext=(4, 4), textcoords="offset points")
+        ax.set_xlabel(x)
+        ax.set_ylabel(y)
+        ax.grid(alpha=0.3)
+    fig.colorbar(points, ax=axes, label="Dist-2 (corpus)")
+    fig.suptitle(f"{title}: red rings = Pareto front over RM score, coverage, Dist-2", fontsize=10)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100, bbox_inches="tight")
+    plt.close(fig)
+    return path
+
+
+def write_results(sweep_dir: Path, spec: dict, results: dict[str, dict]) -> list[dict]:
+    done = [dict(setting=name, **r) for name, r in results.items() if r.get("status") == "done"]
+    for row, on_front in zip(done, pareto_front(done) if done else []):
+        row["pareto"] = on_front
+    rows = done + [dict(setting=name, **r) for name, r in results.items() if r.get("status") != "done"]
+    with (sweep_dir / "summary.csv.tmp").open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=COLUMNS, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+    (sweep_dir / "summary.csv.tmp").replace(sweep_dir / "summary.csv")
+
+    def cell(row, key):
+        value = row.get(key)
+        return "-" if value is None else f"{value:.3f}" if isinstance(value, float) else str(value)
+
+    shown = [c for c in COLUMNS if c not in ("status", "wall_time_s")]
+    lines = [f"# sweep {spec['name']}", "", f"base config `{spec['config']}`, overrides {spec.get('overrides', {})}; "
+             f"every setting starts from the same SFT adapter with the same seed and is evaluated on the same "
+             f"held-out prompts, its samples scored with the base config's weights.", "",
+             "| " + " | ".join(shown) + " |", "|" + "---|" * len(shown)]
+    lines += ["| " + " | ".join(cell(r, c) for c in shown) + " |" for r in done]
+    failed = [r for r in rows if r.get("status") != "done"]
+    if failed:
+        lines += ["", "## failed settings", "", *[f"- {r['setting']}: {r.get('error', '')[:300]}" for r in failed]]
+    if len(done) >= 1:
+        plot_front(done, sweep_dir / "pareto.png", spec["name"])
+        lines += ["", "![pareto](pareto.png)"]
+    lines += ["", "## settings", "", "```yaml", yaml.safe_dump(spec["settings"], sort_keys=False).strip(), "```",
+              "", f"TensorBoard: `tensorboard --logdir {sweep_dir}`"]
+    atomic_write_text(sweep_dir / "report.md", "\n".join(lines) + "\n")
+    return rows
+
+
+def main(argv: list[str] | None = None) -> list[dict]:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0].startswith("--"):
+        raise SystemExit("usage: python rl/sweep.py SWEEP.yaml [--field value ...]")
+    from rl.grpo import main as grpo
+
+    sweep_file, extra = Path(argv[0]), argv[1:]
+    spec = read_sweep(sweep_file)
+    base = ["--config", spec["config"]]
+    eval_cfg = parse_config(GenerateArgs, "eval", base + generate_flags(extra) + as_flags(spec.get("eval", {})))
+    sweep_dir = Path(eval_cfg.runs_dir) / "sweeps" / spec["name"]
+    sweep_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(sweep_dir / "sweep.yaml", yaml.safe_dump(spec, sort_keys=False, allow_unicode=True))
+    run_dir = Path(eval_cfg.runs_dir) / eval_cfg.run_name
+    sft_dir, rm_dir = run_dir / "sft" / "final", eval_cfg.reward_model_dir()
+    for needed in (sft_dir, rm_dir):
+        if not needed.is_dir():
+            raise SystemExit(f"sweep: {needed} not found; run SFT and the reward model of run '{eval_cfg.run_name}' first")
+    fns = load_scorer(eval_cfg)
+
+    results: dict[str, dict] = {}
+    for name, fields in spec["settings"].items():
+        out = sweep_dir / name
+        result_file = out / "eval.json"
+        if result_file.is_file():
+            results[name] = json.loads(result_file.read_text())
+            print(f"[sweep] {name}: done before, skipped")
+            continue
+        started = time.time()
+        try:
+            grpo_dir = out / "grpo"
+            if not (grpo_dir / "summary.json").is_file():
+                print(f"[sweep] {name}: GRPO with {fields}")
+                grpo(base + as_flags(spec.get("overrides", {})) + as_flags(fields) + extra
+                     + ["--output_dir", str(grpo_dir), "--sft_adapter", str(sft_dir), "--reward_model", str(rm_dir)])
+            train = json.loads((grpo_dir / "summary.json").read_text())
+            metrics = evaluate_setting(eval_cfg, [sft_dir, grpo_dir / "final"], fns, out)
+            result = {"status": "done", **metrics, "kl_last": train.get("kl_last"),
+                      "train_reward_last": train.get("reward_last"), "fields": fields,
+                      "wall_time_s": round(time.time() - started, 1)}
+            atomic_write_text(result_file, json.dumps(result, indent=2))
+        except Exception as e:           # a failed setting is recorded; the others still run
+            traceback.print_exc()
+            result = {"status": "failed", "error": f"{type(e).__name__}: {e}", "fields": fields}
+            print(f"[sweep] {name}: FAILED ({result['error'][:200]}); going on")
+        results[name] = result
+        write_results(sweep_dir, spec, results)
+    rows = write_results(sweep_dir, spec, results)
+    print(f"[sweep] {sum(r['status'] == 'done' for r in rows)}/{len(rows)} settings done -> {sweep_dir}/report.md")
+    return rows
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,38 @@
+"""The sweep runner: one GRPO run per setting, the same evaluation, a Pareto table and plot, resume, failures."""
+
+import csv
+import json
+
+import yaml
+
+from tests.conftest import TINY
+
+
+def test_sweep_runs_settings_records_failures_and_resumes(run, tmp_path, capsys):
+    from rl.sweep import main as sweep
+
+    run_dir, _ = run
+    spec = {"name": "w", "config": TINY, "overrides": {"max_steps": 2}, "eval": {"samples_per_prompt": 1},
+            "settings": {"default": {"reward_weights": "default"}, "kl": {"kl_beta": 0.2},
+                         "broken": {"reward_weights": {"words": {"no_such_component": 1.0}}}}}
+    path = tmp_path / "sweep.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    args = [str(path), "--runs_dir", str(run_dir.parent), "--run_name", run_dir.name]
+    rows = sweep(args)
+    assert [(r["setting"], r["status"]) for r in rows] == [("default", "done"), ("kl", "done"), ("broken", "failed")]
+    assert "no_such_component" in rows[2]["error"]
+    sweep_dir = run_dir.parent / "sweeps" / "w"
+    table = list(csv.DictReader((sweep_dir / "summary.csv").open()))
+    assert [r["setting"] for r in table] == ["default", "kl", "broken"] and table[0]["mean_rm_reward"]
+    assert any(r["pareto"] == "True" for r in table[:2])                  # someone is on the front
+    report = (sweep_dir / "report.md").read_text()
+    assert "![pareto](pareto.png)" in report and "## failed settings" in report
+    assert (sweep_dir / "pareto.png").read_bytes()[:4] == b"\x89PNG"
+    for name in ("default", "kl"):                                       # one TensorBoard parent, one run each
+        assert any((sweep_dir / name / "grpo" / "tb").iterdir())
+        assert json.loads((sweep_dir / name / "eval.json").read_text())["status"] == "done"
+    capsys.readouterr()
+    again = sweep(args)                                                  # finished settings are skipped
+    out = capsys.readouterr().out
+    assert "default: done before, skipped" in out and "kl: done before, skipped" in out
+    assert [r["status"] for r in again] == ["done", "done", "failed"]
