@@ -198,9 +198,13 @@ def ensure_pad_token(tokenizer, model) -> None:
         model.generation_config.pad_token_id = tokenizer.pad_token_id
 
 
-def load_base_policy(spec: str):
-    """(model, tokenizer) for a causal LM spec, in fp32 on CPU (bf16 on GPU is the trainer's business)."""
-    if spec == "tiny:llama":
+def load_base_policy(spec: str, use_unsloth: bool = False):
+    """(model, tokenizer) for a causal LM spec, in fp32 on CPU (bf16 on GPU is the trainer's business);
+    through unsloth's FastLanguageModel (bf16, GPU only) when use_unsloth."""
+    if use_unsloth:
+        from common.accelerators import load_with_unsloth
+        model, tokenizer = load_with_unsloth(spec, max_seq_length=2048)
+    elif spec == "tiny:llama":
         model, tokenizer = _tiny_causal_lm()
     elif spec.startswith("tiny:"):
         raise ValueError(f"unknown tiny model '{spec}'; valid: tiny:llama")
@@ -226,14 +230,14 @@ def save_lineage(directory: Path, base_spec: str, base_fingerprint: float, paren
         {"base": base_spec, "base_fingerprint": base_fingerprint, "parents": parents}, indent=2))
 
 
-def load_policy(base_spec: str, adapters: list[str | Path] = ()):
+def load_policy(base_spec: str, adapters: list[str | Path] = (), use_unsloth: bool = False):
     """Base policy with the given LoRA adapters merged in order (SFT, then GRPO, ...).
 
     Each adapter directory carries lineage.json naming its base; a mismatch is an error, not a silent garbage
     model."""
     from peft import PeftModel
 
-    model, tokenizer = load_base_policy(base_spec)
+    model, tokenizer = load_base_policy(base_spec, use_unsloth)
     base_fp = fingerprint(model)
     for adapter in adapters:
         adapter = Path(adapter)

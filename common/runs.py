@@ -71,7 +71,9 @@ def trainer_kwargs(config, stage_dir: Path) -> dict:
     """The TrainingArguments every stage shares (TRL's configs subclass it): steps, batch, lr, logging,
     checkpoints, seed, device and precision. TensorBoard goes through tensorboard_callback, not report_to."""
     on_gpu = torch.cuda.is_available()
-    return dict(output_dir=str(stage_dir), max_steps=config.max_steps, per_device_train_batch_size=config.batch_size,
+    epochs = getattr(config, "epochs", None)
+    length = {"max_steps": -1, "num_train_epochs": epochs} if epochs else {"max_steps": config.max_steps}
+    return dict(output_dir=str(stage_dir), **length, per_device_train_batch_size=config.batch_size,
                 learning_rate=config.learning_rate, warmup_steps=config.warmup_steps,
                 logging_steps=config.logging_steps, save_steps=config.save_steps, save_total_limit=2,
                 report_to="none", seed=config.seed, use_cpu=not on_gpu, bf16=use_bf16(getattr(config, "bf16", None)))
@@ -200,3 +202,32 @@ def finish_stage(stage_dir: Path, stage: str, summary: dict, report_lines: list[
     atomic_write_text(stage_dir / "report.md", "\n".join(header + report_lines) + "\n")
     print(f"[{stage}] done in {summary['wall_time_s']} s -> {stage_dir}/summary.json")
     return summary
+
+
+def dry_run(config, stage: str) -> dict:
+    """Everything a stage resolves before it loads weights: config, data, reward components, accelerators.
+    Prints the plan as JSON and returns it; writes nothing."""
+    from common.accelerators import require_gpu
+    from common.config import to_dict
+
+    plan = {"stage": stage, "output_dir": str(config.stage_dir(stage)), "config": to_dict(config)}
+    if hasattr(config, "labeled_sources") and stage in ("sft", "rm"):
+        from data.loaders import load_labeled
+        rows = load_labeled(config.labeled_sources, config.data_dir, config.langs, config.max_rows_per_source, config.seed)
+        plan["labeled_rows"] = len(rows)
+    if stage in ("grpo", "ppo", "dpo"):
+        from data.loaders import load_prompts
+        plan["prompts"] = len(load_prompts(config.prompt_sources, config.data_dir, config.langs,
+                                           config.max_rows_per_source, config.seed))
+    if hasattr(config, "reward_weights") and stage in ("grpo", "ppo"):
+        from reward.composite import component_names
+        plan["reward_components"] = component_names(config.reward_weights)
+    if stage == "dpo" and getattr(config, "loss", None) == "pgcl" or getattr(config, "preference_source", None) == "puns":
+        from data.preferences import load_puns
+        plan["puns"] = len(load_puns(config.pun_sources, config.data_dir, config.langs))
+    plan["models"] = {k: getattr(config, k) for k in ("policy_model", "rm_backbone", "reward_model") if hasattr(config, k)}
+    for flag in ("use_unsloth", "use_vllm"):
+        if getattr(config, flag, False):
+            require_gpu(flag)
+    print(json.dumps({k: v for k, v in plan.items() if k != "config"}, indent=2, default=str))
+    return plan

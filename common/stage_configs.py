@@ -40,6 +40,9 @@ class RunArgs:
         "help": "Task prompt sets (RL prompts, held-out evaluation prompts): sample, mwahaha_test, mwahaha_dev."})
     max_rows_per_source: int | None = field(default=None, metadata={"help": "Keep at most this many rows of each source (seeded sample). None: all."})
     eval_prompts: int = field(default=8, metadata={"help": "Prompts held out of training for evaluation samples (stop rate, examples)."})
+    dry_run: bool = field(default=False, metadata={
+        "help": "Resolve the config, the data and the reward components, print the plan and stop before loading "
+                "any weights (checks a GPU preset on a machine without the models)."})
 
     def stage_dir(self, stage: str) -> Path:
         return Path(self.output_dir) if self.output_dir else Path(self.runs_dir) / self.run_name / stage
@@ -62,6 +65,8 @@ class PolicyArgs:
     temperature: float = field(default=0.9, metadata={"help": "Sampling temperature (seeds: 0.8-0.95)."})
     top_p: float = field(default=0.95, metadata={"help": "Nucleus sampling mass."})
     max_prompt_tokens: int = field(default=128, metadata={"help": "Prompts are truncated on the left to this many tokens."})
+    use_unsloth: bool = field(default=False, metadata={
+        "help": "Load and train the policy through unsloth (GPU only; imported before trl; requirements-gpu.txt)."})
     bf16: bool | None = field(default=None, metadata={
         "help": "bf16 autocast for training and sampling (weights stay fp32). None: on for a GPU and for a CPU with "
                 "AVX512-BF16 (1.5-2x faster there, see bench/), off otherwise."})
@@ -104,7 +109,8 @@ class TrainArgs:
     """Optimisation settings shared by the training stages."""
 
     learning_rate: float = field(default=2e-4, metadata={"help": "Peak learning rate."})
-    max_steps: int = field(default=20, metadata={"help": "Optimizer steps (overrides epochs)."})
+    max_steps: int = field(default=20, metadata={"help": "Optimizer steps (ignored when epochs is set)."})
+    epochs: float | None = field(default=None, metadata={"help": "Passes over the training data instead of max_steps (seed SFT: 3)."})
     batch_size: int = field(default=8, metadata={"help": "Examples per optimizer step (per device)."})
     logging_steps: int = field(default=1, metadata={"help": "Log to TensorBoard every N steps."})
     save_steps: int = field(default=50, metadata={"help": "Write a checkpoint every N steps (the run resumes from the last one)."})
@@ -166,6 +172,8 @@ class GRPOArgs(AlarmArgs, TrainArgs, RewardArgs, PolicyArgs, RunArgs):
         "help": "Repeat the rarer prompt type (word prompts in MWAHAHA) so RL sees both types equally often."})
     loss_type: str = field(default="dapo", metadata={"help": "TRL GRPO loss aggregation: grpo, dapo, dr_grpo, bnpo."})
     epsilon: float = field(default=0.2, metadata={"help": "PPO-style clip range of the importance ratio."})
+    use_vllm: bool = field(default=False, metadata={
+        "help": "Generate with vLLM (TRL's use_vllm, colocated on the training GPU). GPU only; requirements-gpu.txt."})
 
     def __post_init__(self):
         RewardArgs.__post_init__(self)

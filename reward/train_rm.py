@@ -19,7 +19,7 @@ from transformers import DataCollatorWithPadding, Trainer, TrainingArguments
 from common.config import parse_config
 from common.models import load_classifier
 from common.runs import (UpdateSentinel, classifier_probe, finish_stage, log_scalars, prepare_stage_dir,
-                         save_atomically, set_seed, tensorboard_callback, trainer_kwargs)
+                         save_atomically, set_seed, tensorboard_callback, trainer_kwargs, dry_run)
 from common.stage_configs import RMArgs
 from data.loaders import LabeledText, TaskPrompt, load_labeled, sample_texts
 from data.prompts import pick_two_words, prompt_text
@@ -48,6 +48,8 @@ def instruction_for(row: LabeledText) -> str:
 
 def main(argv: list[str] | None = None) -> dict:
     cfg = parse_config(RMArgs, "rm", argv)
+    if cfg.dry_run:
+        return dry_run(cfg, "rm")
     set_seed(cfg.seed)
     started = time.time()
     out, resume = prepare_stage_dir(cfg, "rm")

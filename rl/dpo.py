@@ -18,6 +18,11 @@ log-prob is what DPO lets fall and DPOP holds up.
 
 from __future__ import annotations
 
+from common.accelerators import import_unsloth_if_requested, require_gpu
+
+if __name__ == "__main__":
+    import_unsloth_if_requested()   # unsloth must be imported before trl, which it patches
+
 import json
 import random
 import time
@@ -33,7 +38,7 @@ from common.config import parse_config
 from common.generation import adds_special_tokens, sample_completions, stop_token_ids
 from common.models import load_policy, save_lineage
 from common.runs import (UpdateSentinel, causal_lm_probe, finish_stage, prepare_stage_dir, save_atomically, set_seed,
-                         tensorboard_callback, trainer_kwargs, use_bf16)
+                         tensorboard_callback, trainer_kwargs, use_bf16, dry_run)
 from common.stage_configs import DPOArgs
 from data.loaders import load_prompts, sample_texts, split_prompts
 from data.preferences import (PreferenceExample, example_prompt, load_humicroedit, load_puns, pairs_from_samples,
@@ -318,6 +323,10 @@ def run_pgcl(cfg: DPOArgs, out: Path, resume: str | None, sft_dir: Path, started
 
 def main(argv: list[str] | None = None) -> dict:
     cfg = parse_config(DPOArgs, "dpo", argv)
+    if cfg.dry_run:
+        return dry_run(cfg, "dpo")
+    if cfg.use_unsloth:
+        require_gpu("use_unsloth")
     set_seed(cfg.seed)
     started = time.time()
     out, resume = prepare_stage_dir(cfg, cfg.loss)

@@ -9,6 +9,11 @@ callables (the RM wrapper scores decoded text; never the raw classifier) -> GRPO
 
 from __future__ import annotations
 
+from common.accelerators import import_unsloth_if_requested, require_gpu
+
+if __name__ == "__main__":
+    import_unsloth_if_requested()   # unsloth must be imported before trl, which it patches
+
 import json
 import time
 from pathlib import Path
@@ -21,7 +26,7 @@ from common.config import parse_config
 from common.generation import stop_token_ids
 from common.models import load_policy, save_lineage
 from common.runs import (UpdateSentinel, causal_lm_probe, finish_stage, is_main_process, log_scalars,
-                         prepare_stage_dir, save_atomically, set_seed, tensorboard_callback, trainer_kwargs)
+                         prepare_stage_dir, save_atomically, set_seed, tensorboard_callback, trainer_kwargs, dry_run)
 from common.stage_configs import GRPOArgs
 from data.loaders import TaskPrompt, balance_prompt_types, load_prompts, sample_texts, split_prompts
 from data.prompts import format_for_model, prompt_text
@@ -65,14 +70,14 @@ def grpo_config(cfg: GRPOArgs, out: Path, reward_weights: list[float] | None = N
     return GRPOConfig(
         **trainer_kwargs(cfg, out), num_generations=cfg.num_generations, beta=cfg.kl_beta, loss_type=cfg.loss_type,
         epsilon=cfg.epsilon, max_completion_length=cfg.max_new_tokens, temperature=cfg.temperature, top_p=cfg.top_p,
-        reward_weights=reward_weights)
+        reward_weights=reward_weights, use_vllm=cfg.use_vllm, **({"vllm_mode": "colocate"} if cfg.use_vllm else {}))
 
 
 def build_trainer(cfg: GRPOArgs, out: Path):
     """(trainer, tokenizer, reward components, held-out prompts, SFT adapter dir) for a GRPO run."""
     # 1. policy = base + SFT adapter, merged; GRPO trains a new LoRA on top, so "adapter off" = the SFT policy
     sft_dir = Path(cfg.sft_adapter) if cfg.sft_adapter else cfg.previous_stage_dir("sft") / "final"
-    model, tokenizer = load_policy(cfg.policy_model, [sft_dir])
+    model, tokenizer = load_policy(cfg.policy_model, [sft_dir], use_unsloth=cfg.use_unsloth)
     stop_ids = stop_token_ids(model, tokenizer)
 
     # 2. reward: components on decoded text, weighted per prompt type
@@ -102,6 +107,12 @@ def build_trainer(cfg: GRPOArgs, out: Path):
 
 def main(argv: list[str] | None = None) -> dict:
     cfg = parse_config(GRPOArgs, "grpo", argv)
+    if cfg.dry_run:
+        return dry_run(cfg, "grpo")
+    if cfg.use_unsloth:
+        require_gpu("use_unsloth")
+    if cfg.use_vllm:
+        require_gpu("use_vllm")
     set_seed(cfg.seed)
     started = time.time()
     out, resume = prepare_stage_dir(cfg, "grpo")

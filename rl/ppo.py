@@ -23,6 +23,11 @@ Dropout is off throughout (the model stays in eval mode), so the ratio is exactl
 
 from __future__ import annotations
 
+from common.accelerators import import_unsloth_if_requested, require_gpu
+
+if __name__ == "__main__":
+    import_unsloth_if_requested()   # unsloth must be imported before trl, which it patches
+
 import json
 import random
 import shutil
@@ -39,7 +44,7 @@ from common.config import parse_config
 from common.generation import generate_ids, stop_token_ids
 from common.models import load_policy, save_lineage
 from common.runs import (UpdateSentinel, causal_lm_probe, check_weights_moved, finish_stage, log_scalars,
-                         prepare_stage_dir, save_atomically, set_seed, trainable_snapshot, use_bf16)
+                         prepare_stage_dir, save_atomically, set_seed, trainable_snapshot, use_bf16, dry_run)
 from common.stage_configs import PPOArgs
 from data.loaders import TaskPrompt, balance_prompt_types, load_prompts, sample_texts, split_prompts
 from data.prompts import format_for_model, prompt_text
@@ -302,6 +307,10 @@ def load_checkpoint(directory: Path, model, value_head, optimizer, kl: KLControl
 
 def main(argv: list[str] | None = None) -> dict:
     cfg = parse_config(PPOArgs, "ppo", argv)
+    if cfg.dry_run:
+        return dry_run(cfg, "ppo")
+    if cfg.use_unsloth:
+        require_gpu("use_unsloth")
     set_seed(cfg.seed)
     started = time.time()
     out, resume = prepare_stage_dir(cfg, "ppo")

@@ -9,6 +9,11 @@ stage samples held-out prompts and reports the stop rate.
 
 from __future__ import annotations
 
+from common.accelerators import import_unsloth_if_requested, require_gpu
+
+if __name__ == "__main__":
+    import_unsloth_if_requested()   # unsloth must be imported before trl, which it patches
+
 import time
 
 from datasets import Dataset
@@ -19,7 +24,7 @@ from common.config import parse_config
 from common.generation import sample_completions, stop_token_ids
 from common.models import fingerprint, load_base_policy, save_lineage
 from common.runs import (UpdateSentinel, causal_lm_probe, finish_stage, log_scalars, prepare_stage_dir,
-                         save_atomically, set_seed, tensorboard_callback, trainer_kwargs)
+                         save_atomically, set_seed, tensorboard_callback, trainer_kwargs, dry_run)
 from common.stage_configs import SFTArgs
 from data.loaders import (Demonstration, load_headline_demonstrations, load_labeled, load_prompts, sample_texts,
                           split_prompts)
@@ -58,12 +63,16 @@ def check_eos_in_targets(dataset, eos_id: int, max_length: int) -> int:
 
 def main(argv: list[str] | None = None) -> dict:
     cfg = parse_config(SFTArgs, "sft", argv)
+    if cfg.dry_run:
+        return dry_run(cfg, "sft")
+    if cfg.use_unsloth:
+        require_gpu("use_unsloth")
     set_seed(cfg.seed)
     started = time.time()
     out, resume = prepare_stage_dir(cfg, "sft")
 
     # 1. policy and its stop token
-    model, tokenizer = load_base_policy(cfg.policy_model)
+    model, tokenizer = load_base_policy(cfg.policy_model, cfg.use_unsloth)
     stop_ids = stop_token_ids(model, tokenizer)
     eos = tokenizer.eos_token
     base_fingerprint = fingerprint(model)  # stored beside the adapter: later stages check they load the same base
