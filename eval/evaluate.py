@@ -84,8 +84,10 @@ def stage_figures(stage: str, s: dict) -> str:
     if stage == "rm":
         return ", ".join(f"{k} {v:.3f}" for k, v in s.get("held_out", {}).items())
     if stage in ("dpo", "dpop"):
-        return (f"{s.get('pairs')} pairs; chosen log-prob {s.get('chosen_logp_first') or 0:.2f} -> "
-                f"{s.get('chosen_logp_last') or 0:.2f}, margin {s.get('margin_last') or 0:.3f}")
+        if s.get("chosen_reward_first") is None:
+            return f"{s.get('pairs')} pairs"
+        return (f"{s.get('pairs')} pairs; chosen implicit reward beta*(log pi - log ref) "
+                f"{s['chosen_reward_first']:.3f} -> {s['chosen_reward_last']:.3f}, margin {s.get('margin_last') or 0:.3f}")
     if stage == "pgcl":
         return "structure success " + " -> ".join(f"{k} {v:.2f}" for k, v in s.get("structure_success", {}).items())
     if stage in ("grpo", "ppo"):

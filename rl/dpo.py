@@ -247,16 +247,17 @@ def run_pairs(cfg: DPOArgs, out: Path, resume: str | None, sft_dir: Path, starte
     print(f"[{cfg.loss}] {len(examples)} preference pairs from {cfg.preference_source}; beta {cfg.beta}"
           + (f", lambda {cfg.dpop_lambda}" if cfg.loss == "dpop" else ""))
     result = train_preferences(cfg, cfg.loss, examples, out, resume, [sft_dir], cfg.max_steps)
-    figures = {key: trend(result["history"], key) for key in
-               ("logps/chosen", "logps/rejected", "rewards/margins", "rewards/accuracies")}
+    figures = {key: trend(result["history"], key, 10) for key in
+               ("rewards/chosen", "logps/chosen", "logps/rejected", "rewards/margins", "rewards/accuracies")}
     report = [f"loss {cfg.loss}, {len(examples)} pairs from {cfg.preference_source}, beta {cfg.beta}"
               + (f", lambda {cfg.dpop_lambda}" if cfg.loss == "dpop" else ""), "",
-              "| figure (mean of first / last 3 logs) | first | last |", "|---|---|---|",
+              "| figure (mean of first / last 10 logs) | first | last |", "|---|---|---|",
               *[f"| {k} | {a:.3f} | {b:.3f} |" for k, (a, b) in figures.items() if a is not None], "",
               f"weights moved: {result['update_check']}"]
     return finish_stage(out, cfg.loss, {
         "steps": result["steps"], "pairs": len(examples), "preference_source": cfg.preference_source,
         "beta": cfg.beta, "dpop_lambda": cfg.dpop_lambda if cfg.loss == "dpop" else None,
+        "chosen_reward_first": figures["rewards/chosen"][0], "chosen_reward_last": figures["rewards/chosen"][1],
         "chosen_logp_first": figures["logps/chosen"][0], "chosen_logp_last": figures["logps/chosen"][1],
         "margin_first": figures["rewards/margins"][0], "margin_last": figures["rewards/margins"][1],
         "accuracy_last": figures["rewards/accuracies"][1], "update_check": result["update_check"],
