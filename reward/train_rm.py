@@ -18,8 +18,8 @@ from transformers import DataCollatorWithPadding, Trainer, TrainingArguments
 
 from common.config import parse_config
 from common.models import load_classifier
-from common.runs import (UpdateSentinel, classifier_probe, finish_stage, log_scalars, prepare_stage_dir,
-                         save_atomically, set_seed, tensorboard_callback, trainer_kwargs, dry_run)
+from common.runs import (UpdateSentinel, classifier_probe, dry_run, finish_stage, log_scalars, prepare_stage_dir,
+                         save_atomically, set_seed, tensorboard_callback, trainer_kwargs)
 from common.stage_configs import RMArgs
 from data.loaders import LabeledText, TaskPrompt, load_labeled, sample_texts
 from data.prompts import pick_two_words, prompt_text

@@ -37,8 +37,8 @@ from transformers import Trainer, TrainingArguments
 from common.config import parse_config
 from common.generation import adds_special_tokens, sample_completions, stop_token_ids
 from common.models import load_policy, save_lineage
-from common.runs import (UpdateSentinel, causal_lm_probe, finish_stage, prepare_stage_dir, save_atomically, set_seed,
-                         tensorboard_callback, trainer_kwargs, use_bf16, dry_run)
+from common.runs import (UpdateSentinel, causal_lm_probe, dry_run, finish_stage, prepare_stage_dir, save_atomically,
+                         set_seed, tensorboard_callback, trainer_kwargs, use_bf16)
 from common.stage_configs import DPOArgs
 from data.loaders import load_prompts, sample_texts, split_prompts
 from data.preferences import (PreferenceExample, example_prompt, load_humicroedit, load_puns, pairs_from_samples,

@@ -25,8 +25,8 @@ from trl import GRPOConfig
 from common.config import parse_config
 from common.generation import stop_token_ids
 from common.models import load_policy, save_lineage
-from common.runs import (UpdateSentinel, causal_lm_probe, finish_stage, is_main_process, log_scalars,
-                         prepare_stage_dir, save_atomically, set_seed, tensorboard_callback, trainer_kwargs, dry_run)
+from common.runs import (UpdateSentinel, causal_lm_probe, dry_run, finish_stage, is_main_process, log_scalars,
+                         prepare_stage_dir, save_atomically, set_seed, tensorboard_callback, trainer_kwargs)
 from common.stage_configs import GRPOArgs
 from data.loaders import TaskPrompt, balance_prompt_types, load_prompts, sample_texts, split_prompts
 from data.prompts import format_for_model, prompt_text

@@ -43,8 +43,8 @@ from tqdm.auto import tqdm
 from common.config import parse_config
 from common.generation import generate_ids, stop_token_ids
 from common.models import load_policy, save_lineage
-from common.runs import (UpdateSentinel, causal_lm_probe, check_weights_moved, finish_stage, log_scalars,
-                         prepare_stage_dir, save_atomically, set_seed, trainable_snapshot, use_bf16, dry_run)
+from common.runs import (UpdateSentinel, causal_lm_probe, check_weights_moved, dry_run, finish_stage, log_scalars,
+                         prepare_stage_dir, save_atomically, set_seed, trainable_snapshot, use_bf16)
 from common.stage_configs import PPOArgs
 from data.loaders import TaskPrompt, balance_prompt_types, load_prompts, sample_texts, split_prompts
 from data.prompts import format_for_model, prompt_text

@@ -23,8 +23,8 @@ from trl import SFTConfig, SFTTrainer
 from common.config import parse_config
 from common.generation import sample_completions, stop_token_ids
 from common.models import fingerprint, load_base_policy, save_lineage
-from common.runs import (UpdateSentinel, causal_lm_probe, finish_stage, log_scalars, prepare_stage_dir,
-                         save_atomically, set_seed, tensorboard_callback, trainer_kwargs, dry_run)
+from common.runs import (UpdateSentinel, causal_lm_probe, dry_run, finish_stage, log_scalars, prepare_stage_dir,
+                         save_atomically, set_seed, tensorboard_callback, trainer_kwargs)
 from common.stage_configs import SFTArgs
 from data.loaders import (Demonstration, load_headline_demonstrations, load_labeled, load_prompts, sample_texts,
                           split_prompts)

@@ -124,8 +124,8 @@ def test_post_eos_tokens_are_masked_from_generation_and_every_loss():
 
     from common.generation import generate_ids
     from common.models import load_base_policy
-    from sft.sft import lora_config
     from common.stage_configs import PPOArgs
+    from sft.sft import lora_config
 
     model, tok = load_base_policy("tiny:llama")
     eos, pad = tok.eos_token_id, tok.pad_token_id
