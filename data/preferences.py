@@ -159,6 +159,21 @@ def structure_ok(text: str, task: TaskPrompt) -> bool:
     return True
 
 
+def pun_ok(text: str, task: TaskPrompt) -> bool:
+    """A pun sample that passes: the pun word is there and the text is not one phrase repeated (a small policy
+    learns to satisfy the word check with '庙庙庙庙...'; such a sample counts as a failure).
+
+    >>> t = TaskPrompt("x", "zh", "homographic", words=("庙",))
+    >>> pun_ok("今夜庙庙庙庙庙庙庙庙庙庙庙庙庙庙", t), pun_ok("和尚说庙里的猫最会念经", t)
+    (False, True)
+    """
+    from eval.metrics import REPETITION_THRESHOLD
+    from reward.components import make_repetition_penalty
+
+    repetition = make_repetition_penalty(3)([text], lang=[task.lang])[0]
+    return structure_ok(text, task) and repetition <= REPETITION_THRESHOLD
+
+
 # ---------------------------------------------------------------- pairs from the policy's own samples
 
 def pairs_from_samples(tasks: dict[str, TaskPrompt], rows: list[dict], min_score_gap: float) -> list[PreferenceExample]:
@@ -184,10 +199,10 @@ def pairs_from_samples(tasks: dict[str, TaskPrompt], rows: list[dict], min_score
 
 
 def pun_examples(puns: list[Pun], rows: list[dict], three_way: bool, rm_scores: dict | None = None) -> list[PreferenceExample]:
-    """PGCL data from the policy's samples of each pun prompt (rows: id, text).
-    Stage 1 (three_way False): (gold, a sample failing the structure check).
-    Stage 2 (three_way True): (gold, y* = a structure-ok sample, the weakest by the RM when rm_scores (text ->
-    P(humor)) is given, fail = a sample failing the structure check). Prompts lacking a needed sample are skipped."""
+    """PGCL data from the policy's samples of each pun prompt (rows: id, text); `pun_ok` is the structure check.
+    Stage 1 (three_way False): (gold, a sample failing the check).
+    Stage 2 (three_way True): (gold, y* = a sample passing it, the weakest by the RM when rm_scores (text ->
+    P(humor)) is given, fail = a sample failing it). Prompts lacking a needed sample are skipped."""
     by_id: dict[str, list[str]] = {}
     for r in rows:
         by_id.setdefault(r["id"], []).append(r["text"])
@@ -195,8 +210,8 @@ def pun_examples(puns: list[Pun], rows: list[dict], three_way: bool, rm_scores: 
     for pun in puns:
         task = pun.task()
         samples = by_id.get(pun.id, [])
-        failing = [t for t in samples if not structure_ok(t, task)]
-        ok = [t for t in samples if structure_ok(t, task) and t.strip()]
+        failing = [t for t in samples if not pun_ok(t, task)]
+        ok = [t for t in samples if pun_ok(t, task) and t.strip()]
         if not failing or (three_way and not ok):
             continue
         if not three_way:

@@ -42,9 +42,9 @@ from common.runs import (UpdateSentinel, causal_lm_probe, dry_run, finish_stage,
 from common.stage_configs import DPOArgs
 from data.loaders import load_prompts, sample_texts, split_prompts
 from data.preferences import (PreferenceExample, example_prompt, load_humicroedit, load_puns, pairs_from_samples,
-                              pun_examples, read_preferences, structure_ok, write_preferences)
+                              pun_examples, pun_ok, read_preferences, structure_ok, write_preferences)
 from data.prompts import completion_prefix, format_for_model
-from eval.generate import generate_rows
+from eval.generate import generate_rows, write_jsonl
 from reward.composite import load_scorer
 from rl.losses import dpop_loss, pgcl_loss
 from sft.sft import lora_config
@@ -201,9 +201,20 @@ def sample_texts_for(cfg: DPOArgs, adapters: list[Path], tasks, samples: int) ->
     return [{"id": t.id, "text": s.text} for t, s in zip(expanded, out)]
 
 
-def structure_success(rows: list[dict], tasks) -> float:
+def structure_success(rows: list[dict], tasks) -> dict[str, float]:
+    """Share of samples with the pun word ('word_present') and share passing the PGCL check too ('ok': the word
+    present and the text not one phrase repeated)."""
     by_id = {t.id: t for t in tasks}
-    return sum(structure_ok(r["text"], by_id[r["id"]]) for r in rows) / max(1, len(rows))
+    n = max(1, len(rows))
+    return {"word_present": sum(structure_ok(r["text"], by_id[r["id"]]) for r in rows) / n,
+            "ok": sum(pun_ok(r["text"], by_id[r["id"]]) for r in rows) / n}
+
+
+def measure_structure(cfg: DPOArgs, adapters: list[Path], tasks, out: Path, name: str) -> dict[str, float]:
+    """Sample the held-out pun prompts twice with base + adapters, keep the samples, return structure_success."""
+    rows = sample_texts_for(cfg, adapters, tasks, 2)
+    write_jsonl(out / f"structure_{name}.jsonl", rows)
+    return structure_success(rows, tasks)
 
 
 def build_pairs(cfg: DPOArgs, sft_dir: Path) -> list[PreferenceExample]:
@@ -269,7 +280,8 @@ def run_pgcl(cfg: DPOArgs, out: Path, resume: str | None, sft_dir: Path, started
     random.Random(cfg.seed).shuffle(puns)
     held_out, train = puns[:cfg.structure_eval_prompts], puns[cfg.structure_eval_prompts:][:cfg.self_prompts]
     held_tasks = [p.task() for p in held_out]
-    success = {"sft": structure_success(sample_texts_for(cfg, [sft_dir], held_tasks, 2), held_tasks)}
+    out.mkdir(parents=True, exist_ok=True)
+    success = {"sft": measure_structure(cfg, [sft_dir], held_tasks, out, "sft")}
 
     # stage 1: structure. gold pun > the SFT policy's own sample without the pun word
     stage1_dir = out / "stage1"
@@ -289,7 +301,7 @@ def run_pgcl(cfg: DPOArgs, out: Path, resume: str | None, sft_dir: Path, started
         (stage1_dir / "stage1.json").write_text(json.dumps(stage1_summary, indent=2, default=str))
     stage1_summary = json.loads((stage1_dir / "stage1.json").read_text())
     stage1_adapters = [sft_dir, stage1_dir / "final"]
-    success["stage1"] = structure_success(sample_texts_for(cfg, stage1_adapters, held_tasks, 2), held_tasks)
+    success["stage1"] = measure_structure(cfg, stage1_adapters, held_tasks, out, "stage1")
 
     # stage 2: humor. gold > y* (structure ok, weakest by the RM) > fail, reference = the stage-1 policy
     rows = sample_texts_for(cfg, stage1_adapters, [p.task() for p in train], cfg.self_samples)
@@ -308,13 +320,13 @@ def run_pgcl(cfg: DPOArgs, out: Path, resume: str | None, sft_dir: Path, started
     print(f"[pgcl] stage 2: {len(stage2)} triples (gold > y* > fail); weights gold {cfg.pgcl_gold_weight}, "
           f"fail {cfg.pgcl_fail_weight}")
     r2 = train_preferences(cfg, "pgcl", stage2, out, resume, stage1_adapters, cfg.max_steps)
-    success["stage2"] = structure_success(sample_texts_for(cfg, stage1_adapters + [out / "final"], held_tasks, 2),
-                                          held_tasks)
+    success["stage2"] = measure_structure(cfg, stage1_adapters + [out / "final"], held_tasks, out, "stage2")
     report = [f"PGCL on {len(puns)} puns ({cfg.pun_sources}, {cfg.langs}); {len(held_out)} held out",
               f"stage 1: {stage1_summary['examples']} pairs, {stage1_summary['steps']} steps; "
               f"stage 2: {len(stage2)} triples, {r2['steps']} steps", "",
-              "| policy | structure success (held-out pun prompts, 2 samples each) |", "|---|---|",
-              *[f"| {k} | {v:.2f} |" for k, v in success.items()], "", f"weights moved (stage 2): {r2['update_check']}"]
+              "| policy | pun word present | structure ok (word present, not repetitive) |", "|---|---|---|",
+              *[f"| {k} | {v['word_present']:.2f} | {v['ok']:.2f} |" for k, v in success.items()], "",
+              f"(held-out pun prompts, 2 samples each: structure_<policy>.jsonl)", "", f"weights moved (stage 2): {r2['update_check']}"]
     return finish_stage(out, "pgcl", {
         "steps": r2["steps"], "stage1": stage1_summary, "triples": len(stage2), "structure_success": success,
         "gold_weight": cfg.pgcl_gold_weight, "fail_weight": cfg.pgcl_fail_weight, "beta": cfg.beta,

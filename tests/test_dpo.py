@@ -125,12 +125,13 @@ def test_pairs_from_own_samples_prefer_structure_and_score():
 
 def test_pun_examples_for_both_pgcl_stages():
     [pun] = [p for p in load_puns(["sample"], None, ["en"]) if p.pun_word == "weak"]
-    rows = [{"id": pun.id, "text": t} for t in ("I feel weak today, ha", "It is weak, really weak", "Seven days.")]
+    rows = [{"id": pun.id, "text": t} for t in ("I feel weak today, ha", "It is weak, really weak", "Seven days.",
+                                                "weak weak weak weak weak weak weak")]
     [pair] = pun_examples([pun], rows, three_way=False)
     assert pair.completions == (pun.text, "Seven days.")
     [triple] = pun_examples([pun], rows, three_way=True, rm_scores={"I feel weak today, ha": 0.9, "It is weak, really weak": 0.2})
     assert triple.completions == (pun.text, "It is weak, really weak", "Seven days.")   # y* = weakest by the RM
-    assert pun_examples([pun], rows[2:], three_way=True) == []                           # no structure-ok sample
+    assert pun_examples([pun], rows[2:], three_way=True) == []     # no structure-ok sample: repetition does not count
 
 
 # ---------------------------------------------------------------- runs on the tiny model
@@ -194,7 +195,8 @@ def test_pgcl_runs_both_stages_and_reports_structure_success(run, tmp_path, monk
     s = dpo.main(["--config", TINY, "--runs_dir", str(run_dir.parent), "--run_name", run_dir.name, "--loss", "pgcl",
                   "--output_dir", str(tmp_path / "pgcl"), "--langs", "[zh, en]", "--max_steps", "2"])
     assert set(s["structure_success"]) == {"sft", "stage1", "stage2"}
-    assert all(v == 0.5 for v in s["structure_success"].values())
+    assert all(v == {"word_present": 0.5, "ok": 0.5} for v in s["structure_success"].values())
+    assert (tmp_path / "pgcl" / "structure_stage2.jsonl").is_file()
     assert s["stage1"]["examples"] == 8 and s["triples"] == 8 and s["update_check"]["weights_moved"]
     assert calls[0] == ["sft"] and calls[-1] == ["sft", "stage1", "pgcl"]      # stage 2 samples use the whole chain
     triples = read_preferences(tmp_path / "pgcl" / "triples.swift.jsonl")
