@@ -89,7 +89,8 @@ def stage_figures(stage: str, s: dict) -> str:
         return (f"{s.get('pairs')} pairs; chosen implicit reward beta*(log pi - log ref) "
                 f"{s['chosen_reward_first']:.3f} -> {s['chosen_reward_last']:.3f}, margin {s.get('margin_last') or 0:.3f}")
     if stage == "pgcl":
-        return "pun structure ok " + " -> ".join(f"{k} {v['ok']:.2f}" for k, v in s.get("structure_success", {}).items())
+        success = {k: v["ok"] if isinstance(v, dict) else v for k, v in s.get("structure_success", {}).items()}
+        return "pun structure ok " + " -> ".join(f"{k} {v:.2f}" for k, v in success.items())
     if stage in ("grpo", "ppo"):
         return (f"train reward {s.get('reward_first') or 0:.3f} -> {s.get('reward_last') or 0:.3f}, "
                 f"KL {s.get('kl_last') or 0:.4f}")

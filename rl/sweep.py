@@ -12,7 +12,7 @@ The sweep file:
       seed: {reward_weights: seed}
       rm_heavy: {reward_weights: {headline: {...}, words: {...}}}
       kl_0.1: {kl_beta: 0.1}
-Extra command-line flags go to every run (after the overrides). Each setting's GRPO run writes
+The SFT policy itself is evaluated once (<sweep>/start/) as the reference row. Extra command-line flags go to every run (after the overrides). Each setting's GRPO run writes
 <sweep>/<setting>/grpo/ (TensorBoard in its tb/, so `tensorboard --logdir <sweep>` overlays all runs) and its
 evaluation <sweep>/<setting>/eval.json. A setting with eval.json is skipped when the sweep is run again (resume);
 one that fails is recorded with its error and the sweep goes on. Every setting's samples are scored with the base
@@ -122,7 +122,9 @@ def write_results(sweep_dir: Path, spec: dict, results: dict[str, dict]) -> list
     done = [dict(setting=name, **r) for name, r in results.items() if r.get("status") == "done"]
     for row, on_front in zip(done, pareto_front(done) if done else []):
         row["pareto"] = on_front
-    rows = done + [dict(setting=name, **r) for name, r in results.items() if r.get("status") != "done"]
+    reference = [dict(setting=name, **r) for name, r in results.items() if r.get("status") == "reference"]
+    rows = reference + done + [dict(setting=name, **r) for name, r in results.items()
+                               if r.get("status") not in ("done", "reference")]
     with (sweep_dir / "summary.csv.tmp").open("w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=COLUMNS, extrasaction="ignore")
         writer.writeheader()
@@ -138,8 +140,8 @@ def write_results(sweep_dir: Path, spec: dict, results: dict[str, dict]) -> list
              f"every setting starts from the same SFT adapter with the same seed and is evaluated on the same "
              f"held-out prompts, its samples scored with the base config's weights.", "",
              "| " + " | ".join(shown) + " |", "|" + "---|" * len(shown)]
-    lines += ["| " + " | ".join(cell(r, c) for c in shown) + " |" for r in done]
-    failed = [r for r in rows if r.get("status") != "done"]
+    lines += ["| " + " | ".join(cell(r, c) for c in shown) + " |" for r in reference + done]
+    failed = [r for r in rows if r.get("status") == "failed"]
     if failed:
         lines += ["", "## failed settings", "", *[f"- {r['setting']}: {r.get('error', '')[:300]}" for r in failed]]
     if len(done) >= 1:
@@ -172,6 +174,12 @@ def main(argv: list[str] | None = None) -> list[dict]:
     fns = load_scorer(eval_cfg)
 
     results: dict[str, dict] = {}
+    start_file = sweep_dir / "start" / "eval.json"       # the SFT policy every setting starts from, for reference
+    if not start_file.is_file():
+        start_file.parent.mkdir(exist_ok=True)
+        start = {"status": "reference", **evaluate_setting(eval_cfg, [sft_dir], fns, start_file.parent)}
+        atomic_write_text(start_file, json.dumps(start, indent=2))
+    results["start (sft)"] = json.loads(start_file.read_text())
     for name, fields in spec["settings"].items():
         out = sweep_dir / name
         result_file = out / "eval.json"

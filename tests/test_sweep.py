@@ -19,12 +19,13 @@ def test_sweep_runs_settings_records_failures_and_resumes(run, tmp_path, capsys)
     path.write_text(yaml.safe_dump(spec))
     args = [str(path), "--runs_dir", str(run_dir.parent), "--run_name", run_dir.name]
     rows = sweep(args)
-    assert [(r["setting"], r["status"]) for r in rows] == [("default", "done"), ("kl", "done"), ("broken", "failed")]
-    assert "no_such_component" in rows[2]["error"]
+    assert [(r["setting"], r["status"]) for r in rows] == [("start (sft)", "reference"), ("default", "done"),
+                                                           ("kl", "done"), ("broken", "failed")]
+    assert "no_such_component" in rows[3]["error"]
     sweep_dir = run_dir.parent / "sweeps" / "w"
     table = list(csv.DictReader((sweep_dir / "summary.csv").open()))
-    assert [r["setting"] for r in table] == ["default", "kl", "broken"] and table[0]["mean_rm_reward"]
-    assert any(r["pareto"] == "True" for r in table[:2])                  # someone is on the front
+    assert [r["setting"] for r in table] == ["start (sft)", "default", "kl", "broken"] and table[1]["mean_rm_reward"]
+    assert any(r["pareto"] == "True" for r in table[1:3]) and table[0]["pareto"] == ""   # the start is no candidate
     report = (sweep_dir / "report.md").read_text()
     assert "![pareto](pareto.png)" in report and "## failed settings" in report
     assert (sweep_dir / "pareto.png").read_bytes()[:4] == b"\x89PNG"
@@ -35,4 +36,4 @@ def test_sweep_runs_settings_records_failures_and_resumes(run, tmp_path, capsys)
     again = sweep(args)                                                  # finished settings are skipped
     out = capsys.readouterr().out
     assert "default: done before, skipped" in out and "kl: done before, skipped" in out
-    assert [r["status"] for r in again] == ["done", "done", "failed"]
+    assert [r["status"] for r in again] == ["reference", "done", "done", "failed"]
