@@ -207,7 +207,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
         results[name] = result
         write_results(sweep_dir, spec, results)
     rows = write_results(sweep_dir, spec, results)
-    print(f"[sweep] {sum(r['status'] == 'done' for r in rows)}/{len(rows)} settings done -> {sweep_dir}/report.md")
+    print(f"[sweep] {sum(r['status'] == 'done' for r in rows)}/{len(spec['settings'])} settings done -> {sweep_dir}/report.md")
     return rows
 
 
