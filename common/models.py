@@ -230,6 +230,25 @@ def save_lineage(directory: Path, base_spec: str, base_fingerprint: float, paren
         {"base": base_spec, "base_fingerprint": base_fingerprint, "parents": parents}, indent=2))
 
 
+def save_stage_adapter(directory: Path, model, tokenizer, base_spec: str, parent: Path | None = None,
+                       base_fingerprint: float | None = None, extra=None) -> None:
+    """A stage's final LoRA adapter, written atomically: weights, tokenizer, anything `extra(dir)` adds, and
+    lineage.json naming the base and the adapter it was trained on top of (whose lineage gives the fingerprint)."""
+    from common.runs import save_atomically
+
+    if base_fingerprint is None:
+        base_fingerprint = json.loads((Path(parent) / "lineage.json").read_text())["base_fingerprint"]
+
+    def save(tmp: Path):
+        model.save_pretrained(str(tmp))
+        tokenizer.save_pretrained(str(tmp))
+        if extra is not None:
+            extra(tmp)
+        save_lineage(tmp, base_spec, base_fingerprint, parents=[str(parent)] if parent else [])
+
+    save_atomically(directory, save)
+
+
 def load_policy(base_spec: str, adapters: list[str | Path] = (), use_unsloth: bool = False):
     """Base policy with the given LoRA adapters merged in order (SFT, then GRPO, ...).
 

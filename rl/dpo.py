@@ -36,9 +36,9 @@ from transformers import Trainer, TrainingArguments
 
 from common.config import parse_config
 from common.generation import adds_special_tokens, sample_completions, stop_token_ids
-from common.models import load_policy, save_lineage
-from common.runs import (UpdateSentinel, causal_lm_probe, dry_run, finish_stage, prepare_stage_dir, save_atomically,
-                         set_seed, tensorboard_callback, trainer_kwargs, use_bf16)
+from common.models import load_policy, save_stage_adapter
+from common.runs import (UpdateSentinel, causal_lm_probe, dry_run, finish_stage, prepare_stage_dir, set_seed,
+                         tensorboard_callback, trainer_kwargs, use_bf16)
 from common.stage_configs import DPOArgs
 from data.loaders import load_prompts, sample_texts, split_prompts
 from data.preferences import (PreferenceExample, example_prompt, load_humicroedit, load_puns, pairs_from_samples,
@@ -165,14 +165,7 @@ def train_preferences(cfg: DPOArgs, loss: str, examples: list[PreferenceExample]
     sentinel = UpdateSentinel(trainer.model, causal_lm_probe(tokenizer, sample_texts()[:4]))
     trainer.train(resume_from_checkpoint=resume)
     moved = sentinel.check(trainer.model, loss, trainer.state.global_step)
-    base_fingerprint = json.loads((Path(adapters[0]) / "lineage.json").read_text())["base_fingerprint"]
-
-    def save(directory):
-        trainer.model.save_pretrained(str(directory))
-        tokenizer.save_pretrained(str(directory))
-        save_lineage(directory, cfg.policy_model, base_fingerprint, parents=[str(adapters[-1])])
-
-    save_atomically(out / "final", save)
+    save_stage_adapter(out / "final", trainer.model, tokenizer, cfg.policy_model, parent=Path(adapters[-1]))
     history = [h for h in trainer.state.log_history if "logps/chosen" in h]
     return {"trainer": trainer, "tokenizer": tokenizer, "update_check": moved, "history": history,
             "steps": trainer.state.global_step}
@@ -326,7 +319,7 @@ def run_pgcl(cfg: DPOArgs, out: Path, resume: str | None, sft_dir: Path, started
               f"stage 2: {len(stage2)} triples, {r2['steps']} steps", "",
               "| policy | pun word present | structure ok (word present, not repetitive) |", "|---|---|---|",
               *[f"| {k} | {v['word_present']:.2f} | {v['ok']:.2f} |" for k, v in success.items()], "",
-              f"(held-out pun prompts, 2 samples each: structure_<policy>.jsonl)", "", f"weights moved (stage 2): {r2['update_check']}"]
+              "(held-out pun prompts, 2 samples each: structure_<policy>.jsonl)", "", f"weights moved (stage 2): {r2['update_check']}"]
     return finish_stage(out, "pgcl", {
         "steps": r2["steps"], "stage1": stage1_summary, "triples": len(stage2), "structure_success": success,
         "gold_weight": cfg.pgcl_gold_weight, "fail_weight": cfg.pgcl_fail_weight, "beta": cfg.beta,

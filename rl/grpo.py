@@ -14,7 +14,6 @@ from common.accelerators import import_unsloth_if_requested, require_gpu
 if __name__ == "__main__":
     import_unsloth_if_requested()   # unsloth must be imported before trl, which it patches
 
-import json
 import time
 from pathlib import Path
 
@@ -24,9 +23,9 @@ from trl import GRPOConfig
 
 from common.config import parse_config
 from common.generation import stop_token_ids
-from common.models import load_policy, save_lineage
+from common.models import load_policy, save_stage_adapter
 from common.runs import (UpdateSentinel, causal_lm_probe, dry_run, finish_stage, is_main_process, log_scalars,
-                         prepare_stage_dir, save_atomically, set_seed, tensorboard_callback, trainer_kwargs)
+                         prepare_stage_dir, set_seed, tensorboard_callback, trainer_kwargs)
 from common.stage_configs import GRPOArgs
 from data.loaders import TaskPrompt, balance_prompt_types, load_prompts, sample_texts, split_prompts
 from data.prompts import format_for_model, prompt_text
@@ -125,14 +124,7 @@ def main(argv: list[str] | None = None) -> dict:
     history = [h for h in trainer.state.log_history if "reward" in h]
 
     # 5. save the GRPO adapter; it applies on top of base + SFT adapter
-    base_fingerprint = json.loads((sft_dir / "lineage.json").read_text())["base_fingerprint"]
-
-    def save(directory):
-        trainer.model.save_pretrained(str(directory))
-        tokenizer.save_pretrained(str(directory))
-        save_lineage(directory, cfg.policy_model, base_fingerprint, parents=[str(sft_dir)])
-
-    save_atomically(out / "final", save)
+    save_stage_adapter(out / "final", trainer.model, tokenizer, cfg.policy_model, parent=sft_dir)
 
     # 6. held-out samples, scored by the same composite
     rows = generate_rows(trainer.model, tokenizer, held_out, cfg, fns)

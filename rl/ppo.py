@@ -28,7 +28,6 @@ from common.accelerators import import_unsloth_if_requested, require_gpu
 if __name__ == "__main__":
     import_unsloth_if_requested()   # unsloth must be imported before trl, which it patches
 
-import json
 import random
 import shutil
 import time
@@ -42,7 +41,7 @@ from tqdm.auto import tqdm
 
 from common.config import parse_config
 from common.generation import generate_ids, stop_token_ids
-from common.models import load_policy, save_lineage
+from common.models import load_policy, save_stage_adapter
 from common.runs import (UpdateSentinel, causal_lm_probe, check_weights_moved, dry_run, finish_stage, log_scalars,
                          prepare_stage_dir, save_atomically, set_seed, trainable_snapshot, use_bf16)
 from common.stage_configs import PPOArgs
@@ -375,15 +374,8 @@ def main(argv: list[str] | None = None) -> dict:
     moved["value_head"] = check_weights_moved(value_head, value_before, "ppo value head", iteration)
 
     # the PPO adapter applies on top of base + SFT adapter; the value head travels with it
-    base_fingerprint = json.loads((sft_dir / "lineage.json").read_text())["base_fingerprint"]
-
-    def save(directory):
-        model.save_pretrained(str(directory))
-        tokenizer.save_pretrained(str(directory))
-        torch.save(value_head.state_dict(), directory / "value_head.pt")
-        save_lineage(directory, cfg.policy_model, base_fingerprint, parents=[str(sft_dir)])
-
-    save_atomically(out / "final", save)
+    save_stage_adapter(out / "final", model, tokenizer, cfg.policy_model, parent=sft_dir,
+                       extra=lambda d: torch.save(value_head.state_dict(), d / "value_head.pt"))
 
     rows = generate_rows(model, tokenizer, held_out, cfg, fns)
     stop_rate = sum(r["finished"] for r in rows) / len(rows)

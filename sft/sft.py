@@ -22,9 +22,9 @@ from trl import SFTConfig, SFTTrainer
 
 from common.config import parse_config
 from common.generation import sample_completions, stop_token_ids
-from common.models import fingerprint, load_base_policy, save_lineage
+from common.models import fingerprint, load_base_policy, save_stage_adapter
 from common.runs import (UpdateSentinel, causal_lm_probe, dry_run, finish_stage, log_scalars, prepare_stage_dir,
-                         save_atomically, set_seed, tensorboard_callback, trainer_kwargs)
+                         set_seed, tensorboard_callback, trainer_kwargs)
 from common.stage_configs import SFTArgs
 from data.loaders import (Demonstration, load_headline_demonstrations, load_labeled, load_prompts, sample_texts,
                           split_prompts)
@@ -107,12 +107,7 @@ def main(argv: list[str] | None = None) -> dict:
     print(f"[sft] stop rate on {len(samples)} held-out prompts: {stop_rate:.2f}")
 
     # 5. save the adapter, its tokenizer and what base it belongs to
-    def save(directory):
-        trainer.model.save_pretrained(str(directory))
-        tokenizer.save_pretrained(str(directory))
-        save_lineage(directory, cfg.policy_model, base_fingerprint, parents=[])
-
-    save_atomically(out / "final", save)
+    save_stage_adapter(out / "final", trainer.model, tokenizer, cfg.policy_model, base_fingerprint=base_fingerprint)
     report = [f"demonstrations {len(demos)} (truncated by max_length: {truncated}), steps {trainer.state.global_step}",
               f"loss first/last logged: {losses[0]:.4f} -> {losses[-1]:.4f}" if losses else "", "",
               f"**stop rate** on {len(samples)} held-out prompts: {stop_rate:.2f}", "", "## samples", "",
