@@ -29,6 +29,13 @@ def require_gpu(flag: str) -> None:
                          f"Drop --{flag} on this machine; with a GPU: pip install -r requirements-gpu.txt")
 
 
+def check_accelerators(cfg) -> None:
+    """Stop before any work when the config asks for a GPU-only accelerator on a machine without a GPU."""
+    for flag in ("use_unsloth", "use_vllm"):
+        if getattr(cfg, flag, False):
+            require_gpu(flag)
+
+
 def import_unsloth_if_requested(argv: list[str] | None = None) -> bool:
     """Stage scripts call this before anything imports trl: unsloth patches trl and transformers at import."""
     argv = sys.argv[1:] if argv is None else argv

@@ -207,7 +207,7 @@ def finish_stage(stage_dir: Path, stage: str, summary: dict, report_lines: list[
 def dry_run(config, stage: str) -> dict:
     """Everything a stage resolves before it loads weights: config, data, reward components, accelerators.
     Prints the plan as JSON and returns it; writes nothing."""
-    from common.accelerators import require_gpu
+    from common.accelerators import check_accelerators
     from common.config import to_dict
 
     plan = {"stage": stage, "output_dir": str(config.stage_dir(stage)), "config": to_dict(config)}
@@ -226,8 +226,6 @@ def dry_run(config, stage: str) -> dict:
         from data.preferences import load_puns
         plan["puns"] = len(load_puns(config.pun_sources, config.data_dir, config.langs))
     plan["models"] = {k: getattr(config, k) for k in ("policy_model", "rm_backbone", "reward_model") if hasattr(config, k)}
-    for flag in ("use_unsloth", "use_vllm"):
-        if getattr(config, flag, False):
-            require_gpu(flag)
+    check_accelerators(config)
     print(json.dumps({k: v for k, v in plan.items() if k != "config"}, indent=2, default=str))
     return plan

@@ -158,12 +158,21 @@ class AlarmArgs:
 
 
 @dataclass
-class GRPOArgs(AlarmArgs, TrainArgs, RewardArgs, PolicyArgs, RunArgs):
-    """GRPO (TRL GRPOTrainer) of the SFT policy against the composite reward."""
+class FromSFTArgs:
+    """Stages that start from the SFT policy: its adapter is merged into the base and a fresh LoRA trains on top,
+    so 'adapter disabled' (the KL / preference reference) is the SFT policy."""
 
     sft_adapter: str | None = field(default=None, metadata={
-        "help": "SFT LoRA adapter to start from (merged into the base, so the KL reference is the SFT policy). "
-                "None: <runs_dir>/<run_name>/sft/final."})
+        "help": "SFT LoRA adapter to start from. None: <runs_dir>/<run_name>/sft/final."})
+
+    def sft_adapter_dir(self) -> Path:
+        return Path(self.sft_adapter) if self.sft_adapter else self.previous_stage_dir("sft") / "final"
+
+
+@dataclass
+class GRPOArgs(AlarmArgs, TrainArgs, FromSFTArgs, RewardArgs, PolicyArgs, RunArgs):
+    """GRPO (TRL GRPOTrainer) of the SFT policy against the composite reward."""
+
     num_generations: int = field(default=4, metadata={"help": "Group size G: completions per prompt."})
     kl_beta: float = field(default=0.04, metadata={
         "help": "Weight of the per-token KL to the SFT reference. 0 loads no reference; too small lets the policy "
@@ -185,13 +194,10 @@ class GRPOArgs(AlarmArgs, TrainArgs, RewardArgs, PolicyArgs, RunArgs):
 
 
 @dataclass
-class PPOArgs(AlarmArgs, TrainArgs, RewardArgs, PolicyArgs, RunArgs):
+class PPOArgs(AlarmArgs, TrainArgs, FromSFTArgs, RewardArgs, PolicyArgs, RunArgs):
     """PPO (rl/ppo.py) of the SFT policy: text-level composite reward at the last token, per-token KL to the SFT
     reference, a value head on the policy's hidden states, GAE, clipped policy and value losses."""
 
-    sft_adapter: str | None = field(default=None, metadata={
-        "help": "SFT LoRA adapter to start from (merged into the base, so the KL reference is the SFT policy). "
-                "None: <runs_dir>/<run_name>/sft/final."})
     max_steps: int = field(default=20, metadata={"help": "PPO iterations: one rollout, then ppo_epochs passes over it."})
     batch_size: int = field(default=8, metadata={"help": "Completions sampled per rollout (one per prompt)."})
     minibatch_size: int = field(default=4, metadata={"help": "Completions per optimizer step inside an iteration."})
@@ -222,15 +228,13 @@ class PPOArgs(AlarmArgs, TrainArgs, RewardArgs, PolicyArgs, RunArgs):
 
 
 @dataclass
-class DPOArgs(TrainArgs, RewardArgs, PolicyArgs, RunArgs):
+class DPOArgs(TrainArgs, FromSFTArgs, RewardArgs, PolicyArgs, RunArgs):
     """Offline preference training (rl/dpo.py) of the SFT policy: DPO (TRL), DPOP or the two-stage pun curriculum
     PGCL (ours, SPEC section 5). Reference = the SFT policy (the new LoRA disabled)."""
 
     loss: str = field(default="dpo", metadata={
         "help": "dpo (TRL DPOTrainer), dpop (DPO-Positive) or pgcl (stage 1 structure DPO, then the three-way humor "
                 "loss against the stage-1 model). The stage directory is named after it."})
-    sft_adapter: str | None = field(default=None, metadata={
-        "help": "SFT LoRA adapter to start from (merged; the reference). None: <runs_dir>/<run_name>/sft/final."})
     preference_source: str = field(default="humicroedit", metadata={
         "help": "Pairs for dpo/dpop: 'humicroedit' (task-2 human pairs; the sample copy without --data_dir), "
                 "'self' (the SFT policy's own samples of the RL prompts, ranked by the composite reward and the "

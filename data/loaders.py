@@ -201,6 +201,14 @@ def split_prompts(prompts: list[TaskPrompt], n_eval: int, seed: int) -> tuple[li
     return [p for p in shuffled if p.id not in held_ids], held
 
 
+def rl_prompt_split(cfg, balance: bool = False) -> tuple[list[TaskPrompt], list[TaskPrompt]]:
+    """(training prompts, held-out prompts) of a run: its prompt sources, languages and seed, the same split in every
+    stage (RL trains on the first share; evaluation samples the second). balance: repeat the rarer prompt type."""
+    train, held_out = split_prompts(load_prompts(cfg.prompt_sources, cfg.data_dir, cfg.langs, cfg.max_rows_per_source,
+                                                 cfg.seed), cfg.eval_prompts, cfg.seed)
+    return (balance_prompt_types(train, cfg.seed) if balance else train), held_out
+
+
 def balance_prompt_types(prompts: list[TaskPrompt], seed: int) -> list[TaskPrompt]:
     """Repeat the rarer prompt types until every type is as common as the most common one (seeded order).
 

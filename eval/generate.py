@@ -25,7 +25,7 @@ from common.generation import sample_completions
 from common.models import load_policy
 from common.runs import atomic_write_text, set_seed, use_bf16
 from common.stage_configs import GenerateArgs
-from data.loaders import TaskPrompt, load_prompts, read_task_tsv, split_prompts
+from data.loaders import TaskPrompt, read_task_tsv, rl_prompt_split
 from data.prompts import format_for_model, prompt_text
 from reward.composite import load_scorer, score
 
@@ -106,9 +106,8 @@ def read_jsonl(path: Path) -> list[dict]:
 
 
 def held_out_prompts(cfg) -> list[TaskPrompt]:
-    """The prompts GRPO held out of training (same sources, seed and split)."""
-    return split_prompts(load_prompts(cfg.prompt_sources, cfg.data_dir, cfg.langs, cfg.max_rows_per_source, cfg.seed),
-                         cfg.eval_prompts, cfg.seed)[1]
+    """The prompts RL held out of training (same sources, seed and split)."""
+    return rl_prompt_split(cfg)[1]
 
 
 def _parse_chat_line(line: str, lang: str, n: int) -> TaskPrompt:

@@ -18,7 +18,7 @@ log-prob is what DPO lets fall and DPOP holds up.
 
 from __future__ import annotations
 
-from common.accelerators import import_unsloth_if_requested, require_gpu
+from common.accelerators import check_accelerators, import_unsloth_if_requested
 
 if __name__ == "__main__":
     import_unsloth_if_requested()   # unsloth must be imported before trl, which it patches
@@ -40,7 +40,7 @@ from common.models import load_policy, save_stage_adapter
 from common.runs import (UpdateSentinel, causal_lm_probe, dry_run, finish_stage, prepare_stage_dir, set_seed,
                          tensorboard_callback, trainer_kwargs, use_bf16)
 from common.stage_configs import DPOArgs
-from data.loaders import load_prompts, sample_texts, split_prompts
+from data.loaders import rl_prompt_split, sample_texts
 from data.preferences import (PreferenceExample, example_prompt, load_humicroedit, load_puns, pairs_from_samples,
                               pun_examples, pun_ok, read_preferences, structure_ok, write_preferences)
 from data.prompts import completion_prefix, format_for_model
@@ -215,9 +215,7 @@ def build_pairs(cfg: DPOArgs, sft_dir: Path) -> list[PreferenceExample]:
     if source == "humicroedit":
         examples = load_humicroedit(Path(cfg.data_dir) if cfg.data_dir else None, cfg.min_grade_gap)
     elif source == "self":
-        tasks, _ = split_prompts(load_prompts(cfg.prompt_sources, cfg.data_dir, cfg.langs, cfg.max_rows_per_source,
-                                              cfg.seed), cfg.eval_prompts, cfg.seed)
-        tasks = tasks[:cfg.self_prompts]
+        tasks = rl_prompt_split(cfg)[0][:cfg.self_prompts]
         model, tokenizer = load_policy(cfg.policy_model, [sft_dir])
         rows = generate_rows(model, tokenizer, tasks, cfg, load_scorer(cfg), cfg.self_samples, batch_size=16)
         examples = pairs_from_samples({t.id: t for t in tasks}, rows, cfg.min_score_gap)
@@ -331,12 +329,11 @@ def main(argv: list[str] | None = None) -> dict:
     cfg = parse_config(DPOArgs, "dpo", argv)
     if cfg.dry_run:
         return dry_run(cfg, "dpo")
-    if cfg.use_unsloth:
-        require_gpu("use_unsloth")
+    check_accelerators(cfg)
     set_seed(cfg.seed)
     started = time.time()
     out, resume = prepare_stage_dir(cfg, cfg.loss)
-    sft_dir = Path(cfg.sft_adapter) if cfg.sft_adapter else cfg.previous_stage_dir("sft") / "final"
+    sft_dir = cfg.sft_adapter_dir()
     if cfg.loss == "pgcl":
         return run_pgcl(cfg, out, resume, sft_dir, started)
     return run_pairs(cfg, out, resume, sft_dir, started)

@@ -9,7 +9,7 @@ callables (the RM wrapper scores decoded text; never the raw classifier) -> GRPO
 
 from __future__ import annotations
 
-from common.accelerators import import_unsloth_if_requested, require_gpu
+from common.accelerators import check_accelerators, import_unsloth_if_requested
 
 if __name__ == "__main__":
     import_unsloth_if_requested()   # unsloth must be imported before trl, which it patches
@@ -27,7 +27,7 @@ from common.models import load_policy, save_stage_adapter
 from common.runs import (UpdateSentinel, causal_lm_probe, dry_run, finish_stage, is_main_process, log_scalars,
                          prepare_stage_dir, set_seed, tensorboard_callback, trainer_kwargs)
 from common.stage_configs import GRPOArgs
-from data.loaders import TaskPrompt, balance_prompt_types, load_prompts, sample_texts, split_prompts
+from data.loaders import TaskPrompt, rl_prompt_split, sample_texts
 from data.prompts import format_for_model, prompt_text
 from eval.generate import generate_rows
 from reward.composite import load_scorer, trl_reward_functions
@@ -75,7 +75,7 @@ def grpo_config(cfg: GRPOArgs, out: Path, reward_weights: list[float] | None = N
 def build_trainer(cfg: GRPOArgs, out: Path):
     """(trainer, tokenizer, reward components, held-out prompts, SFT adapter dir) for a GRPO run."""
     # 1. policy = base + SFT adapter, merged; GRPO trains a new LoRA on top, so "adapter off" = the SFT policy
-    sft_dir = Path(cfg.sft_adapter) if cfg.sft_adapter else cfg.previous_stage_dir("sft") / "final"
+    sft_dir = cfg.sft_adapter_dir()
     model, tokenizer = load_policy(cfg.policy_model, [sft_dir], use_unsloth=cfg.use_unsloth)
     stop_ids = stop_token_ids(model, tokenizer)
 
@@ -85,11 +85,7 @@ def build_trainer(cfg: GRPOArgs, out: Path):
     reward_funcs, reward_weights = trl_reward_functions(fns, cfg.reward_weights, record, stop_ids)
 
     # 3. prompts: RL on the training share, samples on the held-out share
-    train_tasks, held_out = split_prompts(
-        load_prompts(cfg.prompt_sources, cfg.data_dir, cfg.langs, cfg.max_rows_per_source, cfg.seed),
-        cfg.eval_prompts, cfg.seed)
-    if cfg.balance_prompt_types:
-        train_tasks = balance_prompt_types(train_tasks, cfg.seed)
+    train_tasks, held_out = rl_prompt_split(cfg, cfg.balance_prompt_types)
     print(f"[grpo] {len(train_tasks)} training prompts, {len(held_out)} held out; reward functions "
           f"{[f.__name__ for f in reward_funcs]} with weights {reward_weights}; KL beta {cfg.kl_beta}")
 
@@ -108,10 +104,7 @@ def main(argv: list[str] | None = None) -> dict:
     cfg = parse_config(GRPOArgs, "grpo", argv)
     if cfg.dry_run:
         return dry_run(cfg, "grpo")
-    if cfg.use_unsloth:
-        require_gpu("use_unsloth")
-    if cfg.use_vllm:
-        require_gpu("use_vllm")
+    check_accelerators(cfg)
     set_seed(cfg.seed)
     started = time.time()
     out, resume = prepare_stage_dir(cfg, "grpo")

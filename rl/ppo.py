@@ -23,7 +23,7 @@ Dropout is off throughout (the model stays in eval mode), so the ratio is exactl
 
 from __future__ import annotations
 
-from common.accelerators import import_unsloth_if_requested, require_gpu
+from common.accelerators import check_accelerators, import_unsloth_if_requested
 
 if __name__ == "__main__":
     import_unsloth_if_requested()   # unsloth must be imported before trl, which it patches
@@ -45,7 +45,7 @@ from common.models import load_policy, save_stage_adapter
 from common.runs import (UpdateSentinel, causal_lm_probe, check_weights_moved, dry_run, finish_stage, log_scalars,
                          prepare_stage_dir, save_atomically, set_seed, trainable_snapshot, use_bf16)
 from common.stage_configs import PPOArgs
-from data.loaders import TaskPrompt, balance_prompt_types, load_prompts, sample_texts, split_prompts
+from data.loaders import TaskPrompt, rl_prompt_split, sample_texts
 from data.prompts import format_for_model, prompt_text
 from eval.generate import generate_rows
 from reward.composite import load_scorer, score
@@ -308,15 +308,14 @@ def main(argv: list[str] | None = None) -> dict:
     cfg = parse_config(PPOArgs, "ppo", argv)
     if cfg.dry_run:
         return dry_run(cfg, "ppo")
-    if cfg.use_unsloth:
-        require_gpu("use_unsloth")
+    check_accelerators(cfg)
     set_seed(cfg.seed)
     started = time.time()
     out, resume = prepare_stage_dir(cfg, "ppo")
     bf16 = use_bf16(cfg.bf16)
 
     # policy = base + SFT adapter merged, + a fresh LoRA: "adapter disabled" is the SFT reference
-    sft_dir = Path(cfg.sft_adapter) if cfg.sft_adapter else cfg.previous_stage_dir("sft") / "final"
+    sft_dir = cfg.sft_adapter_dir()
     base, tokenizer = load_policy(cfg.policy_model, [sft_dir])
     stop_token_ids(base, tokenizer)
     model = get_peft_model(base, lora_config(cfg))
@@ -328,11 +327,7 @@ def main(argv: list[str] | None = None) -> dict:
     kl = KLController(cfg.kl_beta, cfg.kl_target, cfg.kl_horizon)
     fns = load_scorer(cfg)
 
-    train_tasks, held_out = split_prompts(
-        load_prompts(cfg.prompt_sources, cfg.data_dir, cfg.langs, cfg.max_rows_per_source, cfg.seed),
-        cfg.eval_prompts, cfg.seed)
-    if cfg.balance_prompt_types:
-        train_tasks = balance_prompt_types(train_tasks, cfg.seed)
+    train_tasks, held_out = rl_prompt_split(cfg, cfg.balance_prompt_types)
     stream = PromptStream(train_tasks, cfg.seed)
     print(f"[ppo] {len(train_tasks)} training prompts, {len(held_out)} held out; {cfg.max_steps} iterations of "
           f"{cfg.batch_size} completions, {cfg.ppo_epochs} epochs x {cfg.batch_size // cfg.minibatch_size} "

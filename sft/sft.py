@@ -9,7 +9,7 @@ stage samples held-out prompts and reports the stop rate.
 
 from __future__ import annotations
 
-from common.accelerators import import_unsloth_if_requested, require_gpu
+from common.accelerators import check_accelerators, import_unsloth_if_requested
 
 if __name__ == "__main__":
     import_unsloth_if_requested()   # unsloth must be imported before trl, which it patches
@@ -65,8 +65,7 @@ def main(argv: list[str] | None = None) -> dict:
     cfg = parse_config(SFTArgs, "sft", argv)
     if cfg.dry_run:
         return dry_run(cfg, "sft")
-    if cfg.use_unsloth:
-        require_gpu("use_unsloth")
+    check_accelerators(cfg)
     set_seed(cfg.seed)
     started = time.time()
     out, resume = prepare_stage_dir(cfg, "sft")
