@@ -25,11 +25,17 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from transformers import TrainerCallback  # noqa: E402
+from trl import GRPOTrainer  # noqa: E402
+
 from common.config import parse_config  # noqa: E402
 from common.models import load_policy  # noqa: E402
 from common.stage_configs import GRPOArgs  # noqa: E402
-from data.loaders import load_prompts  # noqa: E402
+from common.training import lora_config  # noqa: E402
+from data.loaders import load_labeled, load_prompts  # noqa: E402
 from data.prompts import format_for_model, prompt_text  # noqa: E402
+from reward.composite import build_scorer, task_columns  # noqa: E402
+from rl.grpo import build_trainer, grpo_config  # noqa: E402
 
 
 def peak_rss_gb() -> float:
@@ -102,11 +108,6 @@ class Timed:
 
 
 def bench_grpo_step(cfg, steps: int, out_root: Path) -> None:
-    from trl import GRPOTrainer
-
-    from rl.grpo import build_trainer, grpo_config
-    from sft.sft import lora_config
-
     print(f"\n## 2. GRPO step ({cfg.batch_size // cfg.num_generations} prompts x {cfg.num_generations} completions, "
           f"{cfg.max_new_tokens} new tokens; mean of {steps} steps after one warm-up step)\n")
     methods = {"_generate": "generation", "_calculate_rewards": "reward", "training_step": "step"}
@@ -146,8 +147,6 @@ def bench_grpo_step(cfg, steps: int, out_root: Path) -> None:
 
 def _time_steps(trainer, methods: dict[str, str]) -> dict[str, float]:
     """Mean seconds per step of each timed part, the first (warm-up) step left out."""
-    from transformers import TrainerCallback
-
     timer = Timed(trainer, methods)
     per_step: list[dict[str, float]] = []
 
@@ -162,14 +161,13 @@ def _time_steps(trainer, methods: dict[str, str]) -> dict[str, float]:
 
 
 def bench_rm(cfg, n: int = 256) -> None:
-    from data.loaders import load_labeled
-    from reward.model import HumorRewardModel
-
     texts = [r.text for r in load_labeled(cfg.labeled_sources, cfg.data_dir, cfg.langs, n, cfg.seed)][:n]
-    rm = HumorRewardModel(cfg.reward_model_dir(), cfg.rm_batch_size, cfg.rm_max_length)
-    rm.score(texts[:32])
+    judge = build_scorer(cfg, [cfg.rm_component])[cfg.rm_component]
+    tasks = load_prompts(cfg.prompt_sources, cfg.data_dir, cfg.langs, None, cfg.seed)
+    columns = task_columns([tasks[i % len(tasks)] for i in range(len(texts))])
+    judge(texts[:32], **{k: v[:32] for k, v in columns.items()})
     t0 = time.perf_counter()
-    rm.score(texts)
+    judge(texts, **columns)
     rate = len(texts) / (time.perf_counter() - t0)
     print(f"\n## 3. reward model\n\nMiniLM RM scoring: {rate:.0f} texts/s ({len(texts)} texts, batch {cfg.rm_batch_size})")
 

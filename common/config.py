@@ -22,6 +22,9 @@ from pathlib import Path
 
 import yaml
 
+from common.stages import SECTIONS
+
+
 def _field_types(cls) -> dict[str, object]:
     hints = typing.get_type_hints(cls)
     return {f.name: hints[f.name] for f in dataclasses.fields(cls) if f.init}
@@ -64,13 +67,11 @@ def read_preset(path: str | Path, stage: str, cls) -> dict:
     raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     if not isinstance(raw, dict):
         raise ValueError(f"{path}: top level must be a mapping of config keys")
-    from common.stage_configs import STAGE_CONFIGS  # every stage's fields, to tell typos from other stages' keys
-
-    known_anywhere = {f.name for c in STAGE_CONFIGS.values() for f in dataclasses.fields(c)}
+    known_anywhere = {f.name for c in SECTIONS.values() for f in dataclasses.fields(c)}  # typos vs other stages' keys
     fields = _field_types(cls)
     values = {}
     for key, value in raw.items():
-        if key in STAGE_CONFIGS:
+        if key in SECTIONS:
             continue
         if key not in known_anywhere:
             raise ValueError(f"{path}: unknown key '{key}' (no stage config has this field)")
@@ -84,7 +85,7 @@ def read_preset(path: str | Path, stage: str, cls) -> dict:
             raise ValueError(f"{path}: unknown key '{key}' in section '{stage}'; valid: {sorted(fields)}")
         values[key] = value
     for section_name in raw:
-        if section_name in STAGE_CONFIGS and not isinstance(raw[section_name] or {}, dict):
+        if section_name in SECTIONS and not isinstance(raw[section_name] or {}, dict):
             raise ValueError(f"{path}: section '{section_name}' must be a mapping")
     return values
 

@@ -22,6 +22,17 @@ def stop_token_ids(model, tokenizer) -> list[int]:
     return ids
 
 
+def finished_with_stop(completion_ids, stop_ids: list[int]) -> list[bool]:
+    """Did each completion stop by itself? True when its token ids hold a stop token (generation, and TRL, cut
+    or mask everything after the first one), False when it was cut at max_new_tokens.
+
+    >>> finished_with_stop([[5, 6, 2], [5, 6, 7]], stop_ids=[2])
+    [True, False]
+    """
+    stops = set(stop_ids)
+    return [any(int(t) in stops for t in ids) for ids in completion_ids]
+
+
 def adds_special_tokens(tokenizer, prompts: list[str]) -> bool:
     """Tokenize prompts as TRL's trainers do (their special tokens on, e.g. gemma's <bos>) unless the prompts
     already carry the BOS as text (chat templates that write it). Without its <bos>, gemma-3 writes HTML tags."""
@@ -56,9 +67,9 @@ def generate_ids(model, tokenizer, prompts: list[str], max_new_tokens: int, temp
                              eos_token_id=stop_ids, pad_token_id=tokenizer.pad_token_id)
     model.train(was_training)
     completion_ids = gen[:, enc["input_ids"].shape[1]:]                                    # (B, T)
-    is_stop = torch.isin(completion_ids, torch.tensor(stop_ids, device=completion_ids.device))
-    finished = is_stop.any(dim=1)                                                          # (B,)
+    finished = torch.tensor(finished_with_stop(completion_ids.tolist(), stop_ids), device=completion_ids.device)  # (B,)
     # tokens after the first stop token (generate pads finished rows) are not part of the completion
+    is_stop = torch.isin(completion_ids, torch.tensor(stop_ids, device=completion_ids.device))
     after_stop = (is_stop.cumsum(dim=1) - is_stop.long()) > 0                              # (B, T)
     completion_mask = (~after_stop).long()
     completion_ids = completion_ids.masked_fill(after_stop, tokenizer.pad_token_id)

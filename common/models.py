@@ -19,19 +19,22 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from peft import PeftModel
+from tokenizers import Tokenizer, decoders, pre_tokenizers, processors, trainers
+from tokenizers.models import BPE
 from transformers import (AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer, BertConfig,
                           BertForSequenceClassification, LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast)
+
+from common.accelerators import load_with_unsloth
+from common.io import save_atomically
+from data.loaders import sample_texts
 
 ID2LABEL = {0: "not_humor", 1: "humor"}
 TINY_SEED = 1234  # fixed, so that 'tiny:llama' means the same weights in every stage
 
 
 def _tiny_tokenizer(vocab_size: int, specials: list[str], cls_sep: bool) -> PreTrainedTokenizerFast:
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
-
-    from data.loaders import sample_texts
-
-    tok = Tokenizer(models.BPE())
+    tok = Tokenizer(BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)  # any text encodes: no unknown tokens
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=specials, show_progress=False,
@@ -170,8 +173,6 @@ def resolve_packaged(spec: str) -> Path:
     plain = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
     plain.load_state_dict(model.state_dict())
     plain.generation_config = model.generation_config
-    from common.runs import save_atomically
-
     save_atomically(cached, lambda d: (plain.save_pretrained(str(d)), tokenizer.save_pretrained(str(d))))
     if pkg.parts:
         gguf.unlink()   # the cached safetensors replace it; the parts stay installed
@@ -202,7 +203,6 @@ def load_base_policy(spec: str, use_unsloth: bool = False):
     """(model, tokenizer) for a causal LM spec, in fp32 on CPU (bf16 on GPU is the trainer's business);
     through unsloth's FastLanguageModel (bf16, GPU only) when use_unsloth."""
     if use_unsloth:
-        from common.accelerators import load_with_unsloth
         model, tokenizer = load_with_unsloth(spec, max_seq_length=2048)
     elif spec == "tiny:llama":
         model, tokenizer = _tiny_causal_lm()
@@ -234,8 +234,6 @@ def save_stage_adapter(directory: Path, model, tokenizer, base_spec: str, parent
                        base_fingerprint: float | None = None, extra=None) -> None:
     """A stage's final LoRA adapter, written atomically: weights, tokenizer, anything `extra(dir)` adds, and
     lineage.json naming the base and the adapter it was trained on top of (whose lineage gives the fingerprint)."""
-    from common.runs import save_atomically
-
     if base_fingerprint is None:
         base_fingerprint = json.loads((Path(parent) / "lineage.json").read_text())["base_fingerprint"]
 
@@ -254,8 +252,6 @@ def load_policy(base_spec: str, adapters: list[str | Path] = (), use_unsloth: bo
 
     Each adapter directory carries lineage.json naming its base; a mismatch is an error, not a silent garbage
     model."""
-    from peft import PeftModel
-
     model, tokenizer = load_base_policy(base_spec, use_unsloth)
     base_fp = fingerprint(model)
     for adapter in adapters:
@@ -284,3 +280,38 @@ def load_classifier(spec: str, num_labels: int = 2):
     if tokenizer.pad_token is None:
         raise ValueError(f"{spec}: classifier tokenizer has no pad token")
     return model, tokenizer
+
+
+# ---------------------------------------------------------------- policies by name
+
+def adapter_chain(adapter_dir: Path) -> list[Path]:
+    """The adapters to merge, in order, for the policy an adapter belongs to: its parents first (SFT, ...)."""
+    lineage_file = adapter_dir / "lineage.json"
+    if not lineage_file.is_file():
+        raise FileNotFoundError(f"{adapter_dir}: no lineage.json; not an adapter written by this project "
+                                f"(did that stage finish?)")
+    parents = json.loads(lineage_file.read_text())["parents"]
+    chain: list[Path] = []
+    for parent in parents:
+        chain += [p for p in adapter_chain(Path(parent)) if p not in chain]
+    return chain + [adapter_dir]
+
+
+def policy_adapters(run_dir: Path, policy: str) -> list[Path]:
+    """'base' -> []; a stage name (no '/') -> <run_dir>/<stage>/final and its parents; a directory -> its chain.
+    A stage name wins over a same-named folder in the working directory (sft/ holds code)."""
+    if policy == "base":
+        return []
+    stage_final = Path(run_dir) / policy / "final"
+    if "/" not in policy and stage_final.is_dir():
+        return adapter_chain(stage_final)
+    if "/" in policy and Path(policy).is_dir():
+        return adapter_chain(Path(policy))
+    raise FileNotFoundError(f"policy '{policy}': neither a finished stage of run {run_dir} ({stage_final} "
+                            f"does not exist) nor an adapter directory (give a path with a '/')")
+
+
+def policy_name(policy: str) -> str:
+    """A short name for outputs: the stage name, or for .../<stage>/final the stage folder's name."""
+    path = Path(policy)
+    return policy if "/" not in policy else path.parent.name if path.name == "final" else path.name

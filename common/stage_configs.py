@@ -25,21 +25,24 @@ REWARD_WEIGHT_PRESETS = {
 
 @dataclass
 class RunArgs:
-    """Where a run writes and which data it reads."""
+    """Which run: every stage and tool finds its inputs and writes its outputs under <runs_dir>/<run_name>/."""
 
     run_name: str = field(default="default", metadata={"help": "Name of the run: outputs go to <runs_dir>/<run_name>/<stage>/."})
     runs_dir: str = field(default="runs", metadata={"help": "Parent directory of all runs."})
-    output_dir: str | None = field(default=None, metadata={"help": "This stage's output directory. None: <runs_dir>/<run_name>/<stage>."})
     seed: int = field(default=42, metadata={"help": "Seed for data splits, initialisation and sampling."})
-    data_dir: str | None = field(default=None, metadata={"help": "Directory holding the real data sets (../shared/data layout). "
-                                 "Needed by every source except 'sample', which ships with the project."})
-    langs: list[str] = field(default_factory=lambda: ["en"], metadata={"help": "Languages to keep from the sources (en, zh, es)."})
-    labeled_sources: list[str] = field(default_factory=lambda: ["sample"], metadata={
-        "help": "Labeled humor sets (RM data; their jokes are SFT targets): sample, colbert, ccl2019, haha2021."})
-    prompt_sources: list[str] = field(default_factory=lambda: ["sample"], metadata={
-        "help": "Task prompt sets (RL prompts, held-out evaluation prompts): sample, mwahaha_test, mwahaha_dev."})
-    max_rows_per_source: int | None = field(default=None, metadata={"help": "Keep at most this many rows of each source (seeded sample). None: all."})
-    eval_prompts: int = field(default=8, metadata={"help": "Prompts held out of training for evaluation samples (stop rate, examples)."})
+
+    def run_dir(self) -> Path:
+        return Path(self.runs_dir) / self.run_name
+
+    def previous_stage_dir(self, stage: str) -> Path:
+        return self.run_dir() / stage
+
+
+@dataclass
+class StageArgs:
+    """A stage that writes its own directory and can be dry-run."""
+
+    output_dir: str | None = field(default=None, metadata={"help": "This stage's output directory. None: <runs_dir>/<run_name>/<stage>."})
     dry_run: bool = field(default=False, metadata={
         "help": "Resolve the config, the data and the reward components, print the plan and stop before loading "
                 "any weights (checks a GPU preset on a machine without the models)."})
@@ -47,49 +50,114 @@ class RunArgs:
     def stage_dir(self, stage: str) -> Path:
         return Path(self.output_dir) if self.output_dir else Path(self.runs_dir) / self.run_name / stage
 
-    def previous_stage_dir(self, stage: str) -> Path:
-        return Path(self.runs_dir) / self.run_name / stage
+
+@dataclass
+class DataArgs:
+    """Where the real data sets are and which languages to keep."""
+
+    data_dir: str | None = field(default=None, metadata={"help": "Directory holding the real data sets (../shared/data layout). "
+                                 "Needed by every source except 'sample', which ships with the project."})
+    langs: list[str] = field(default_factory=lambda: ["en"], metadata={"help": "Languages to keep from the sources (en, zh, es)."})
+    max_rows_per_source: int | None = field(default=None, metadata={"help": "Keep at most this many rows of each source (seeded sample). None: all."})
+
+
+@dataclass
+class LabeledDataArgs:
+    """Labeled humor texts (reward-model data; their jokes are SFT targets)."""
+
+    labeled_sources: list[str] = field(default_factory=lambda: ["sample"], metadata={
+        "help": "Labeled humor sets (RM data; their jokes are SFT targets): sample, colbert, ccl2019, haha2021."})
+
+
+@dataclass
+class PromptArgs:
+    """Task prompts: RL trains on one share, every stage samples the same held-out share."""
+
+    prompt_sources: list[str] = field(default_factory=lambda: ["sample"], metadata={
+        "help": "Task prompt sets (RL prompts, held-out evaluation prompts): sample, mwahaha_test, mwahaha_dev."})
+    eval_prompts: int = field(default=8, metadata={"help": "Prompts held out of training for evaluation samples (stop rate, examples)."})
 
 
 @dataclass
 class PolicyArgs:
-    """The causal LM policy, its LoRA and how it samples."""
+    """The causal LM policy."""
 
     policy_model: str = field(default="tiny:llama", metadata={
         "help": "Base causal LM: a local directory, a hub id, or 'tiny:llama' (random, built in seconds, for tests)."})
+
+
+@dataclass
+class LoRAArgs:
+    """The LoRA adapter a training stage adds to the policy."""
+
     lora_r: int = field(default=16, metadata={"help": "LoRA rank."})
     lora_alpha: int = field(default=32, metadata={"help": "LoRA alpha (scale = alpha / r)."})
     lora_dropout: float = field(default=0.05, metadata={"help": "LoRA dropout."})
     lora_target_modules: str | list[str] = field(default="all-linear", metadata={"help": "Modules that get LoRA adapters (PEFT syntax)."})
+
+
+@dataclass
+class SamplingArgs:
+    """How the policy samples completions."""
+
     max_new_tokens: int = field(default=128, metadata={"help": "Longest completion sampled; a completion that reaches it did not stop (no EOS)."})
     temperature: float = field(default=0.9, metadata={"help": "Sampling temperature (seeds: 0.8-0.95)."})
     top_p: float = field(default=0.95, metadata={"help": "Nucleus sampling mass."})
     max_prompt_tokens: int = field(default=128, metadata={"help": "Prompts are truncated on the left to this many tokens."})
-    use_unsloth: bool = field(default=False, metadata={
-        "help": "Load and train the policy through unsloth (GPU only; imported before trl; requirements-gpu.txt)."})
     bf16: bool | None = field(default=None, metadata={
         "help": "bf16 autocast for training and sampling (weights stay fp32). None: on for a GPU and for a CPU with "
                 "AVX512-BF16 (1.5-2x faster there, see bench/), off otherwise."})
 
 
 @dataclass
-class RewardArgs:
-    """The composite reward: components, their parameters and per-prompt-type weights."""
+class UnslothArgs:
+    """Stages that can load and train the policy through unsloth (SFT, GRPO)."""
+
+    use_unsloth: bool = field(default=False, metadata={
+        "help": "Load and train the policy through unsloth (GPU only; imported before trl; requirements-gpu.txt)."})
+
+
+@dataclass
+class RewardModelArgs:
+    """The trained reward model and the component that plays 'the reward model' in alarms, win rates and sweeps."""
 
     reward_model: str | None = field(default=None, metadata={
         "help": "Trained humor classifier directory. None: <runs_dir>/<run_name>/rm/final."})
+    rm_component: str = field(default="rm_reward", metadata={
+        "help": "The reward component that judges humor: the repetition alarm watches it, evaluation reports its mean "
+                "and wins battles with it, sweeps put it on the Pareto front, PGCL ranks y* by it."})
+    rm_batch_size: int = field(default=32, metadata={"help": "Texts per reward-model forward pass."})
+    rm_max_length: int = field(default=256, metadata={"help": "Reward-model input truncation, in its own tokens."})
+
+    def reward_model_dir(self) -> Path:
+        return Path(self.reward_model) if self.reward_model else Path(self.runs_dir) / self.run_name / "rm" / "final"
+
+
+@dataclass
+class TextCheckArgs:
+    """When a text counts as repetitive, drifted or gibberish: one rule for the RL monitor, evaluation, submission
+    checks and the PGCL structure check."""
+
+    repetition_ngram: int = field(default=3, metadata={"help": "n of the n-grams counted by repetition_penalty (words; characters for zh)."})
+    repetition_threshold: float = field(default=0.20, metadata={
+        "help": "A text is repetitive when repetition_penalty exceeds this (repetition rate, PGCL's pun check)."})
+    drift_threshold: float = field(default=0.05, metadata={
+        "help": "A text has drifted out of its language's script when script_drift_penalty exceeds this (drift rate, "
+                "submission check)."})
+    gibberish_threshold: float = field(default=0.10, metadata={
+        "help": "A text is gibberish when gibberish_penalty exceeds this (gibberish rate)."})
+
+
+@dataclass
+class RewardArgs(TextCheckArgs, RewardModelArgs):
+    """The composite reward: components, their parameters and per-prompt-type weights."""
+
     reward_weights: str | dict = field(default="default", metadata={
         "help": "Per prompt type, component name -> weight; total = sum of weight * component. Or a preset name: "
                 "'seed' (the seed's formula exactly, SPEC section 1) or 'default' (seed + small guard penalties "
                 "for script drift, missing EOS and gibberish)."})
     length_window: dict = field(default_factory=lambda: {"en": [6, 40], "es": [6, 40], "zh": [10, 80]}, metadata={
         "help": "Per language, [lo, hi] length that scores 1.0 (words for en/es, characters for zh)."})
-    repetition_ngram: int = field(default=3, metadata={"help": "n of the n-grams counted by repetition_penalty (words; characters for zh)."})
-    rm_batch_size: int = field(default=32, metadata={"help": "Texts per reward-model forward pass."})
-    rm_max_length: int = field(default=256, metadata={"help": "Reward-model input truncation, in its own tokens."})
-
-    def reward_model_dir(self) -> Path:
-        return Path(self.reward_model) if self.reward_model else Path(self.runs_dir) / self.run_name / "rm" / "final"
 
     def __post_init__(self):
         if isinstance(self.reward_weights, str):
@@ -106,27 +174,37 @@ class RewardArgs:
 
 @dataclass
 class TrainArgs:
-    """Optimisation settings shared by the training stages."""
+    """Optimisation settings every training stage uses."""
 
     learning_rate: float = field(default=2e-4, metadata={"help": "Peak learning rate."})
     max_steps: int = field(default=20, metadata={"help": "Optimizer steps (ignored when epochs is set)."})
-    epochs: float | None = field(default=None, metadata={"help": "Passes over the training data instead of max_steps (seed SFT: 3)."})
     batch_size: int = field(default=8, metadata={"help": "Examples per optimizer step (per device)."})
-    logging_steps: int = field(default=1, metadata={"help": "Log to TensorBoard every N steps."})
     save_steps: int = field(default=50, metadata={"help": "Write a checkpoint every N steps (the run resumes from the last one)."})
+
+
+@dataclass
+class TrainerArgs(TrainArgs):
+    """Settings of the stages that run on a transformers / TRL Trainer."""
+
+    epochs: float | None = field(default=None, metadata={"help": "Passes over the training data instead of max_steps (seed SFT: 3)."})
+    logging_steps: int = field(default=1, metadata={"help": "Log to TensorBoard every N steps."})
     warmup_steps: int = field(default=0, metadata={"help": "Linear warm-up steps."})
 
 
 @dataclass
-class SFTArgs(TrainArgs, PolicyArgs, RunArgs):
-    """Supervised fine-tuning of the LoRA policy on prompt -> joke, with an explicit EOS on every target."""
-
-    max_length: int = field(default=256, metadata={"help": "Prompt + joke tokens; longer examples are truncated."})
-    sample_prompts: int = field(default=8, metadata={"help": "Held-out prompts sampled after training to measure the stop rate."})
+class PolicyStageArgs(SamplingArgs, LoRAArgs, PolicyArgs, DataArgs, StageArgs, RunArgs):
+    """What every stage that trains a LoRA on the policy shares."""
 
 
 @dataclass
-class RMArgs(TrainArgs, RunArgs):
+class SFTArgs(TrainerArgs, UnslothArgs, LabeledDataArgs, PromptArgs, PolicyStageArgs):
+    """Supervised fine-tuning of the LoRA policy on prompt -> joke, with an explicit EOS on every target."""
+
+    max_length: int = field(default=256, metadata={"help": "Prompt + joke tokens; longer examples are truncated."})
+
+
+@dataclass
+class RMArgs(TrainerArgs, LabeledDataArgs, DataArgs, StageArgs, RunArgs):
     """Binary humor classifier (text -> P(humor)) trained with transformers' Trainer."""
 
     rm_backbone: str = field(default="tiny:bert", metadata={
@@ -170,15 +248,27 @@ class FromSFTArgs:
 
 
 @dataclass
-class GRPOArgs(AlarmArgs, TrainArgs, FromSFTArgs, RewardArgs, PolicyArgs, RunArgs):
+class RLArgs:
+    """What the online RL stages (GRPO, PPO) share."""
+
+    kl_beta: float = field(default=0.04, metadata={
+        "help": "Weight of the per-token KL to the SFT reference (GRPO: in the loss, 0 loads no reference; PPO: the "
+                "penalty -beta * (log pi - log pi_ref) in the reward, its initial value when kl_target is set). Too "
+                "small lets the policy collapse onto a reward hack, too large stops learning."})
+    balance_prompt_types: bool = field(default=True, metadata={
+        "help": "Repeat the rarer prompt type (word prompts in MWAHAHA) so RL sees both types equally often."})
+
+
+@dataclass
+class RLStageArgs(AlarmArgs, RLArgs, FromSFTArgs, RewardArgs, PromptArgs, PolicyStageArgs):
+    """What GRPO and PPO share: the SFT start, prompts, the composite reward, KL and alarms."""
+
+
+@dataclass
+class GRPOArgs(TrainerArgs, UnslothArgs, RLStageArgs):
     """GRPO (TRL GRPOTrainer) of the SFT policy against the composite reward."""
 
     num_generations: int = field(default=4, metadata={"help": "Group size G: completions per prompt."})
-    kl_beta: float = field(default=0.04, metadata={
-        "help": "Weight of the per-token KL to the SFT reference. 0 loads no reference; too small lets the policy "
-                "collapse onto a reward hack, too large stops learning."})
-    balance_prompt_types: bool = field(default=True, metadata={
-        "help": "Repeat the rarer prompt type (word prompts in MWAHAHA) so RL sees both types equally often."})
     loss_type: str = field(default="dapo", metadata={"help": "TRL GRPO loss aggregation: grpo, dapo, dr_grpo, bnpo."})
     epsilon: float = field(default=0.2, metadata={"help": "PPO-style clip range of the importance ratio."})
     use_vllm: bool = field(default=False, metadata={
@@ -194,7 +284,7 @@ class GRPOArgs(AlarmArgs, TrainArgs, FromSFTArgs, RewardArgs, PolicyArgs, RunArg
 
 
 @dataclass
-class PPOArgs(AlarmArgs, TrainArgs, FromSFTArgs, RewardArgs, PolicyArgs, RunArgs):
+class PPOArgs(TrainArgs, RLStageArgs):
     """PPO (rl/ppo.py) of the SFT policy: text-level composite reward at the last token, per-token KL to the SFT
     reference, a value head on the policy's hidden states, GAE, clipped policy and value losses."""
 
@@ -202,13 +292,11 @@ class PPOArgs(AlarmArgs, TrainArgs, FromSFTArgs, RewardArgs, PolicyArgs, RunArgs
     batch_size: int = field(default=8, metadata={"help": "Completions sampled per rollout (one per prompt)."})
     minibatch_size: int = field(default=4, metadata={"help": "Completions per optimizer step inside an iteration."})
     ppo_epochs: int = field(default=2, metadata={"help": "Passes over each rollout."})
-    kl_beta: float = field(default=0.05, metadata={
-        "help": "Initial weight of the per-token KL penalty -beta * (log pi - log pi_ref) in the reward."})
     kl_target: float | None = field(default=None, metadata={
         "help": "Adaptive KL controller (Ziegler et al. 2019): target sequence KL (nats). None: beta stays fixed."})
     kl_horizon: int = field(default=10000, metadata={"help": "Adaptive KL controller horizon, in sampled completions."})
     gamma: float = field(default=1.0, metadata={"help": "Discount over completion tokens (1: the joke is one episode)."})
-    lam: float = field(default=0.95, metadata={"help": "GAE lambda."})
+    gae_lambda: float = field(default=0.95, metadata={"help": "GAE lambda: 1 = Monte Carlo returns, 0 = one-step TD."})
     clip_range: float = field(default=0.2, metadata={"help": "Clip range of the policy's probability ratio."})
     clip_range_value: float = field(default=0.2, metadata={"help": "Clip range of the value prediction around the rollout's."})
     vf_coef: float = field(default=0.1, metadata={"help": "Weight of the value loss in the total loss."})
@@ -216,8 +304,6 @@ class PPOArgs(AlarmArgs, TrainArgs, FromSFTArgs, RewardArgs, PolicyArgs, RunArgs
     whiten_advantages: bool = field(default=True, metadata={"help": "Normalize advantages to mean 0, std 1 over each rollout's tokens."})
     value_learning_rate: float | None = field(default=None, metadata={"help": "Learning rate of the value head. None: learning_rate."})
     max_grad_norm: float = field(default=1.0, metadata={"help": "Gradient clipping norm."})
-    balance_prompt_types: bool = field(default=True, metadata={
-        "help": "Repeat the rarer prompt type (word prompts in MWAHAHA) so RL sees both types equally often."})
 
     def __post_init__(self):
         RewardArgs.__post_init__(self)
@@ -228,38 +314,51 @@ class PPOArgs(AlarmArgs, TrainArgs, FromSFTArgs, RewardArgs, PolicyArgs, RunArgs
 
 
 @dataclass
-class DPOArgs(TrainArgs, FromSFTArgs, RewardArgs, PolicyArgs, RunArgs):
-    """Offline preference training (rl/dpo.py) of the SFT policy: DPO (TRL), DPOP or the two-stage pun curriculum
-    PGCL (ours, SPEC section 5). Reference = the SFT policy (the new LoRA disabled)."""
+class PreferenceArgs(TrainerArgs, FromSFTArgs, PolicyStageArgs):
+    """What the offline preference stages (DPO, DPOP, PGCL) share. Reference = the SFT policy (new LoRA disabled)."""
 
-    loss: str = field(default="dpo", metadata={
-        "help": "dpo (TRL DPOTrainer), dpop (DPO-Positive) or pgcl (stage 1 structure DPO, then the three-way humor "
-                "loss against the stage-1 model). The stage directory is named after it."})
-    preference_source: str = field(default="humicroedit", metadata={
-        "help": "Pairs for dpo/dpop: 'humicroedit' (task-2 human pairs; the sample copy without --data_dir), "
-                "'self' (the SFT policy's own samples of the RL prompts, ranked by the composite reward and the "
-                "structure check), 'puns' (gold pun vs own structure failure), or a ms-swift / LLaMA-Factory JSONL file."})
+    beta: float = field(default=0.5, metadata={"help": "Preference beta (seed: 0.5)."})
+    max_length: int = field(default=256, metadata={"help": "Prompt + completion tokens; longer sequences are truncated."})
     pun_sources: list[str] = field(default_factory=lambda: ["sample"], metadata={
-        "help": "Puns for pgcl and preference_source 'puns': sample, chinesepun, pun2pun."})
-    max_pairs: int | None = field(default=512, metadata={"help": "Use at most this many examples (seeded sample). None: all."})
-    min_grade_gap: float = field(default=0.0, metadata={"help": "Humicroedit: drop pairs whose mean grades differ by less."})
+        "help": "Puns for PGCL and preference_source 'puns': sample, chinesepun, pun2pun."})
     self_samples: int = field(default=4, metadata={"help": "Own samples per prompt for 'self' pairs and pun examples."})
     self_prompts: int = field(default=64, metadata={"help": "Prompts sampled for 'self' pairs and pun examples."})
+
+
+@dataclass
+class DPOArgs(RewardArgs, PromptArgs, PreferenceArgs):
+    """Offline preference training (rl/dpo.py) of the SFT policy on pairs: DPO (TRL) or DPOP (ours, SPEC section 5)."""
+
+    loss: str = field(default="dpo", metadata={
+        "help": "dpo (TRL DPOTrainer) or dpop (DPO-Positive). The stage directory is named after it; the two-stage "
+                "pun curriculum has its own entry point (rl/pgcl.py)."})
+    preference_source: str = field(default="humicroedit", metadata={
+        "help": "Pairs: 'humicroedit' (task-2 human pairs; the sample copy without --data_dir), "
+                "'self' (the SFT policy's own samples of the RL prompts, ranked by the composite reward and the "
+                "structure check), 'puns' (gold pun vs own structure failure), or a ms-swift / LLaMA-Factory JSONL file."})
+    max_pairs: int | None = field(default=512, metadata={"help": "Use at most this many examples (seeded sample). None: all."})
+    min_grade_gap: float = field(default=0.0, metadata={"help": "Humicroedit: drop pairs whose mean grades differ by less."})
     min_score_gap: float = field(default=0.05, metadata={"help": "'self' pairs: drop pairs whose composite rewards differ by less."})
-    beta: float = field(default=0.5, metadata={"help": "Preference beta (seed: 0.5)."})
     dpop_lambda: float = field(default=0.5, metadata={"help": "DPOP lambda (seed: 0.5; >= 5 destroyed fluency in their runs)."})
+
+    def __post_init__(self):
+        RewardArgs.__post_init__(self)
+        if self.loss not in ("dpo", "dpop"):
+            hint = " (the pun curriculum runs as python rl/pgcl.py)" if self.loss == "pgcl" else ""
+            raise ValueError(f"loss must be dpo or dpop, got {self.loss!r}{hint}")
+
+
+@dataclass
+class PGCLArgs(TextCheckArgs, RewardModelArgs, PreferenceArgs):
+    """The two-stage pun curriculum PGCL (rl/pgcl.py, SPEC section 5): stage 1 DPO of gold puns over the policy's
+    own structure failures, stage 2 the three-way humor loss against the stage-1 model."""
+
     pgcl_gold_weight: float = field(default=1.0, metadata={"help": "PGCL stage 2: weight of -log s(r(gold) - r(y*))."})
     pgcl_fail_weight: float = field(default=0.5, metadata={
         "help": "PGCL stage 2: weight of -log s(r(y*) - r(fail)) (SPEC's gamma; the seed's code put gamma on the gold term)."})
     stage1_max_steps: int | None = field(default=None, metadata={"help": "PGCL stage 1 steps. None: max_steps."})
-    max_length: int = field(default=256, metadata={"help": "Prompt + completion tokens; longer sequences are truncated."})
     structure_eval_prompts: int = field(default=16, metadata={
-        "help": "PGCL: held-out pun prompts sampled before and after each stage for the structure success rate."})
-
-    def __post_init__(self):
-        RewardArgs.__post_init__(self)
-        if self.loss not in ("dpo", "dpop", "pgcl"):
-            raise ValueError(f"loss must be dpo, dpop or pgcl, got {self.loss!r}")
+        "help": "Held-out pun prompts sampled before and after each stage for the structure success rate."})
 
 
 @dataclass
@@ -268,27 +367,29 @@ class ScoreArgs(RewardArgs, RunArgs):
 
 
 @dataclass
-class GenerateArgs(RewardArgs, PolicyArgs, RunArgs):
-    """Generate with a trained policy and score every completion (eval/generate.py)."""
+class PolicyToolArgs(RewardArgs, SamplingArgs, PolicyArgs, PromptArgs, DataArgs, RunArgs):
+    """What the tools that sample a trained policy share (generate, evaluate, submit, export, sweeps)."""
 
-    policy: str = field(default="grpo", metadata={
-        "help": "'base', a finished stage of this run (sft, grpo, ...) or an adapter directory."})
     samples_per_prompt: int = field(default=1, metadata={"help": "Completions sampled per prompt."})
     gen_batch_size: int = field(default=8, metadata={"help": "Sequences generated together (left-padded)."})
 
 
 @dataclass
-class EvalArgs(GenerateArgs):
+class GenerateArgs(PolicyToolArgs):
+    """Generate with a trained policy and score every completion (eval/generate.py)."""
+
+    policy: str = field(default="grpo", metadata={
+        "help": "'base', a finished stage of this run (sft, grpo, ...) or an adapter directory."})
+
+
+@dataclass
+class EvalArgs(PolicyToolArgs, StageArgs):
     """Evaluate policies (or output files) on the same held-out prompts with SPEC section 6's metrics."""
 
-    policies: list[str] = field(default_factory=lambda: ["base", "sft", "grpo", "ppo", "dpo", "dpop", "pgcl"], metadata={
+    policies: list[str] | None = field(default=None, metadata={
         "help": "Policies to generate with and compare: 'base', finished stages of this run, adapter directories. "
-                "Stages that have not run are skipped with a note."})
+                "None: base and every policy stage (common/stages.py); stages that have not run are skipped with a note."})
     baseline: str | None = field(default="base", metadata={
-        "help": "Policy every other one battles for the win rate (RM-judged, same prompt ids). None: no win rate."})
+        "help": "Policy every other one battles for the win rate (judged by rm_component, same prompt ids). None: no win rate."})
     perplexity_model: str | None = field(default="base", metadata={
         "help": "Reference LM for perplexity: 'base' (the untrained policy model), any model spec, or None to skip."})
-
-
-STAGE_CONFIGS = {"sft": SFTArgs, "rm": RMArgs, "grpo": GRPOArgs, "ppo": PPOArgs, "dpo": DPOArgs, "score": ScoreArgs, "generate": GenerateArgs,
-                 "eval": EvalArgs}

@@ -209,6 +209,25 @@ def rl_prompt_split(cfg, balance: bool = False) -> tuple[list[TaskPrompt], list[
     return (balance_prompt_types(train, cfg.seed) if balance else train), held_out
 
 
+def prompt_counts(tasks: list[TaskPrompt]) -> dict[str, int]:
+    """How many prompts of each type, and in total (for dry runs and reports).
+
+    >>> prompt_counts([TaskPrompt("a", "en", "words", words=("x", "y")), TaskPrompt("b", "en", "headline", headline="h")])
+    {'total': 2, 'headline': 1, 'words': 1}
+    """
+    counts: dict[str, int] = {"total": len(tasks)}
+    for t in sorted({t.prompt_type for t in tasks}):
+        counts[t] = sum(p.prompt_type == t for p in tasks)
+    return counts
+
+
+def prompt_plan(cfg) -> dict:
+    """What a run's prompt sources give, for a dry run: distinct training and held-out prompts per type."""
+    train, held_out = rl_prompt_split(cfg)
+    return {"prompt_sources": cfg.prompt_sources, "prompts": len(train) + len(held_out),
+            "train_prompts": prompt_counts(train), "held_out_prompts": prompt_counts(held_out)}
+
+
 def balance_prompt_types(prompts: list[TaskPrompt], seed: int) -> list[TaskPrompt]:
     """Repeat the rarer prompt types until every type is as common as the most common one (seeded order).
 

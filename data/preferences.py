@@ -20,6 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from data.loaders import SAMPLE_DIR, TaskPrompt, _rows, _text
+from data.prompts import prompt_text
+from data.text import contains_word, repeated_ngram_share
 
 
 @dataclass(frozen=True)
@@ -151,27 +153,23 @@ def structure_ok(text: str, task: TaskPrompt) -> bool:
     >>> structure_ok("我要唱宫的歌", TaskPrompt("x", "zh", "homophonic", words=("宫", "公")))
     True
     """
-    lowered = text.lower()
     if task.prompt_type == "words":
-        return all(w.lower() in lowered for w in task.words)
+        return all(contains_word(text, w) for w in task.words)
     if task.prompt_type in ("homographic", "homophonic"):
-        return task.words[0].lower() in lowered
+        return contains_word(text, task.words[0])
     return True
 
 
-def pun_ok(text: str, task: TaskPrompt) -> bool:
+def pun_ok(text: str, task: TaskPrompt, max_repetition: float, ngram: int) -> bool:
     """A pun sample that passes: the pun word is there and the text is not one phrase repeated (a small policy
-    learns to satisfy the word check with '庙庙庙庙...'; such a sample counts as a failure).
+    learns to satisfy the word check with '庙庙庙庙...'; such a sample counts as a failure). max_repetition and
+    ngram are the config's repetition_threshold and repetition_ngram.
 
     >>> t = TaskPrompt("x", "zh", "homographic", words=("庙",))
-    >>> pun_ok("今夜庙庙庙庙庙庙庙庙庙庙庙庙庙庙", t), pun_ok("和尚说庙里的猫最会念经", t)
+    >>> pun_ok("今夜庙庙庙庙庙庙庙庙庙庙庙庙庙庙", t, 0.2, 3), pun_ok("和尚说庙里的猫最会念经", t, 0.2, 3)
     (False, True)
     """
-    from eval.metrics import REPETITION_THRESHOLD
-    from reward.components import make_repetition_penalty
-
-    repetition = make_repetition_penalty(3)([text], lang=[task.lang])[0]
-    return structure_ok(text, task) and repetition <= REPETITION_THRESHOLD
+    return structure_ok(text, task) and repeated_ngram_share(text, task.lang, ngram) <= max_repetition
 
 
 # ---------------------------------------------------------------- pairs from the policy's own samples
@@ -198,8 +196,10 @@ def pairs_from_samples(tasks: dict[str, TaskPrompt], rows: list[dict], min_score
     return out
 
 
-def pun_examples(puns: list[Pun], rows: list[dict], three_way: bool, rm_scores: dict | None = None) -> list[PreferenceExample]:
-    """PGCL data from the policy's samples of each pun prompt (rows: id, text); `pun_ok` is the structure check.
+def pun_examples(puns: list[Pun], rows: list[dict], three_way: bool, max_repetition: float, ngram: int,
+                 rm_scores: dict | None = None) -> list[PreferenceExample]:
+    """PGCL data from the policy's samples of each pun prompt (rows: id, text); `pun_ok` is the structure check
+    (max_repetition, ngram: its thresholds).
     Stage 1 (three_way False): (gold, a sample failing the check).
     Stage 2 (three_way True): (gold, y* = a sample passing it, the weakest by the RM when rm_scores (text ->
     P(humor)) is given, fail = a sample failing it). Prompts lacking a needed sample are skipped."""
@@ -210,8 +210,8 @@ def pun_examples(puns: list[Pun], rows: list[dict], three_way: bool, rm_scores: 
     for pun in puns:
         task = pun.task()
         samples = by_id.get(pun.id, [])
-        failing = [t for t in samples if not pun_ok(t, task)]
-        ok = [t for t in samples if pun_ok(t, task) and t.strip()]
+        failing = [t for t in samples if not pun_ok(t, task, max_repetition, ngram)]
+        ok = [t for t in samples if pun_ok(t, task, max_repetition, ngram) and t.strip()]
         if not failing or (three_way and not ok):
             continue
         if not three_way:
@@ -300,6 +300,4 @@ def read_preferences(path: Path) -> list[PreferenceExample]:
 
 def example_prompt(example: PreferenceExample) -> str:
     """The instruction of an example: the template for known prompt types, the stored user message for raw rows."""
-    from data.prompts import prompt_text
-
     return example.task.headline if example.task.prompt_type == "raw" else prompt_text(example.task)

@@ -11,6 +11,9 @@ from __future__ import annotations
 import logging
 import re
 
+import jieba
+import jieba.posseg as pseg
+
 from data.loaders import Demonstration, LabeledText, TaskPrompt
 
 TEMPLATES = {
@@ -86,9 +89,6 @@ def _content_words_latin(text: str, lang: str) -> list[str]:
 
 
 def _nouns_verbs_zh(text: str) -> tuple[list[str], list[str]]:
-    import jieba
-    import jieba.posseg as pseg
-
     jieba.setLogLevel(logging.WARNING)
     nouns, verbs = [], []
     for pair in pseg.cut(text):

@@ -18,20 +18,26 @@ import json
 import time
 from pathlib import Path
 
+import yaml
+
 from common.config import parse_config
-from common.models import load_base_policy, load_policy
-from common.runs import atomic_write_text, finish_stage, prepare_stage_dir, set_seed
+from common.io import atomic_write_text, read_jsonl, write_jsonl
+from common.models import load_base_policy, load_policy, policy_adapters, policy_name
+from common.rundir import finish_stage, prepare_stage_dir
 from common.stage_configs import EvalArgs
+from common.stages import POLICY_STAGES, RL_STAGES, STAGES
+from common.training import set_seed
+from data.loaders import rl_prompt_split
 from data.prompts import format_for_model
-from eval.generate import generate_rows, held_out_prompts, policy_adapters, policy_name, read_jsonl, write_jsonl
 from eval.metrics import perplexity, summarize, win_rate
 from eval.plots import plot_scalars, read_scalars, reward_tags
-from reward.composite import load_scorer
+from reward.composite import build_scorer
+from rl.rollouts import generate_rows
 
 # metric key -> (label, format) for the report table, in display order
 TABLE = {
     "stop_rate": ("stop rate (EOS)", "{:.2f}"), "coverage": ("keyword coverage (word prompts)", "{:.3f}"),
-    "structure_success": ("both words present", "{:.2f}"), "mean_rm_reward": ("mean RM P(humor)", "{:.3f}"),
+    "structure_success": ("both words present", "{:.2f}"), "mean_rm": ("mean RM score (rm_component)", "{:.3f}"),
     "mean_total": ("mean composite reward", "{:.3f}"), "win_rate": ("win rate vs baseline (RM)", "{:.2f}"),
     "dist1_corpus": ("Dist-1 corpus", "{:.3f}"), "dist2_corpus": ("Dist-2 corpus", "{:.3f}"),
     "dist1_sentence": ("Dist-1 sentence", "{:.3f}"), "dist2_sentence": ("Dist-2 sentence", "{:.3f}"),
@@ -77,44 +83,27 @@ def _stage_summary(run_dir: Path, stage: str) -> dict | None:
     return json.loads(path.read_text()) if path.is_file() else None
 
 
-def stage_figures(stage: str, s: dict) -> str:
-    """The one-line result of a stage's summary.json for the report's stage table."""
-    if stage == "sft":
-        return f"loss {s.get('loss_first') or 0:.3f} -> {s.get('loss_last') or 0:.3f}, stop rate {s.get('stop_rate') or 0:.2f}"
-    if stage == "rm":
-        return ", ".join(f"{k} {v:.3f}" for k, v in s.get("held_out", {}).items())
-    if stage in ("dpo", "dpop"):
-        if s.get("chosen_reward_first") is None:
-            return f"{s.get('pairs')} pairs"
-        return (f"{s.get('pairs')} pairs; chosen implicit reward beta*(log pi - log ref) "
-                f"{s['chosen_reward_first']:.3f} -> {s['chosen_reward_last']:.3f}, margin {s.get('margin_last') or 0:.3f}")
-    if stage == "pgcl":
-        success = {k: v["ok"] if isinstance(v, dict) else v for k, v in s.get("structure_success", {}).items()}
-        return "pun structure ok " + " -> ".join(f"{k} {v:.2f}" for k, v in success.items())
-    if stage in ("grpo", "ppo"):
-        return (f"train reward {s.get('reward_first') or 0:.3f} -> {s.get('reward_last') or 0:.3f}, "
-                f"KL {s.get('kl_last') or 0:.4f}")
-    return ""
-
-
 def run_report(cfg, run_dir: Path, metrics: dict, outputs: dict, eval_dir: Path) -> list[str]:
     """The run's report.md: what each stage did, the evaluation, the RM's quality, plots."""
+    rm_config = run_dir / "rm" / "config.yaml"
+    labeled = yaml.safe_load(rm_config.read_text())["labeled_sources"] if rm_config.is_file() else "-"
     lines = [f"# {cfg.run_name}", "", f"policy `{cfg.policy_model}`, languages {cfg.langs}, "
-             f"prompts {cfg.prompt_sources}, labeled data {cfg.labeled_sources}", ""]
-    stages = {s: _stage_summary(run_dir, s) for s in ("sft", "rm", "grpo", "ppo", "dpo", "dpop", "pgcl")}
+             f"prompts {cfg.prompt_sources}, labeled data {labeled}", ""]
+    stages = {s.name: _stage_summary(run_dir, s.name) for s in STAGES if s.output != "report"}
     lines += ["## Stages", "", "| stage | wall time (s) | steps | figures | weights moved |", "|---|---|---|---|---|"]
     for stage, s in stages.items():
         if s is None:
             continue
         moved = s.get("update_check", {})
-        figures = stage_figures(stage, s)
+        figures = s.get("headline") or "-"
         lines.append(f"| {stage} | {s['wall_time_s']} | {s.get('steps', '-')} | {figures} | "
                      f"{moved.get('moved_tensors', '-')}/{moved.get('trainable_tensors', '-')} tensors, "
                      f"relative change {moved.get('relative_change', float('nan')):.2g} |")
     n_prompts = len({r['id'] for rows in outputs.values() for r in rows})
     lines += ["", f"## Evaluation on {n_prompts} held-out prompts, {cfg.samples_per_prompt} samples each", "",
               *metrics_table(metrics), "",
-              "Coverage and 'both words present' are over word prompts only; the win rate counts RM-judged battles "
+              f"Coverage and 'both words present' are over word prompts only; the RM score is `{cfg.rm_component}`, "
+              "which also judges the win rate's battles "
               f"against `{cfg.baseline}` on the same prompts (ties half). Per-output scores: `{eval_dir}/<policy>.jsonl`.", ""]
     rm = stages.get("rm")
     if rm:
@@ -122,7 +111,7 @@ def run_report(cfg, run_dir: Path, metrics: dict, outputs: dict, eval_dir: Path)
                   *[f"| {k} | {v:.4f} |" for k, v in rm["held_out"].items()],
                   f"| majority-class accuracy | {rm['majority_accuracy']:.4f} |", ""]
     plots = []
-    for stage in ("grpo", "ppo"):
+    for stage in RL_STAGES:
         tb = run_dir / stage / "tb"
         if tb.is_dir():
             scalars = read_scalars(tb)
@@ -144,7 +133,7 @@ def main(argv: list[str] | None = None) -> dict:
     cfg = parse_config(EvalArgs, "eval", rest)
     started = time.time()
     out, _ = prepare_stage_dir(cfg, "eval")
-    run_dir = Path(cfg.runs_dir) / cfg.run_name
+    run_dir = cfg.run_dir()
 
     outputs: dict[str, list[dict]] = {}
     skipped = {}
@@ -155,12 +144,12 @@ def main(argv: list[str] | None = None) -> dict:
                 raise SystemExit(f"--outputs {spec!r}: expected NAME=FILE.jsonl")
             outputs[name] = read_jsonl(Path(path))
     else:
-        tasks = held_out_prompts(cfg)
-        fns = load_scorer(cfg)
-        for policy in cfg.policies:
+        tasks = rl_prompt_split(cfg)[1]         # the prompts RL held out of training
+        fns = build_scorer(cfg)
+        for policy in cfg.policies or ["base", *POLICY_STAGES]:
             name = policy_name(policy)
             try:
-                adapters = policy_adapters(cfg, policy)
+                adapters = policy_adapters(run_dir, policy)
             except FileNotFoundError as e:
                 skipped[name] = str(e)
                 print(f"[eval] skipping {name}: {e}")
@@ -174,17 +163,18 @@ def main(argv: list[str] | None = None) -> dict:
             print(f"[eval] {name}: {len(outputs[name])} outputs in {time.time() - t0:.0f} s")
             del model
 
-    metrics = {name: summarize(rows) for name, rows in outputs.items()}
+    metrics = {name: summarize(rows, cfg) for name, rows in outputs.items()}
     if cfg.perplexity_model and all("prompt" in r for rows in outputs.values() for r in rows):
         ref_spec = cfg.policy_model if cfg.perplexity_model == "base" else cfg.perplexity_model
         ref, ref_tok = load_base_policy(ref_spec)
         for name, rows in outputs.items():
             metrics[name]["perplexity"] = perplexity(ref, ref_tok, [format_for_model(ref_tok, r["prompt"]) for r in rows],
                                                      [r["text"] for r in rows], cfg.gen_batch_size)
-    if cfg.baseline and cfg.baseline in outputs and all("rm_reward" in rows[0] for rows in outputs.values()):
+    judge = cfg.rm_component
+    if cfg.baseline and cfg.baseline in outputs and all(judge in rows[0] for rows in outputs.values()):
         for name, rows in outputs.items():
             if name != cfg.baseline:
-                metrics[name].update(win_rate(rows, outputs[cfg.baseline]))
+                metrics[name].update(win_rate(rows, outputs[cfg.baseline], judge))
     atomic_write_text(out / "metrics.json", json.dumps(metrics, indent=2))
 
     report = run_report(cfg, run_dir, metrics, outputs, out)

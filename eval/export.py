@@ -15,19 +15,19 @@ from pathlib import Path
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
+from peft import PeftModel
+
 from common.config import parse_config
 from common.generation import sample_completions
-from common.models import load_policy
-from common.runs import save_atomically
+from common.io import save_atomically
+from common.models import load_policy, policy_adapters
 from common.stage_configs import GenerateArgs
+from data.loaders import rl_prompt_split
 from data.prompts import format_for_model, prompt_text
-from eval.generate import held_out_prompts, policy_adapters
 
 
 def adapter_model(base_spec: str, adapters: list[Path]):
     """The policy as training left it: earlier adapters merged, the last one still a LoRA on top."""
-    from peft import PeftModel
-
     model, tokenizer = load_policy(base_spec, adapters[:-1])
     if adapters:
         model = PeftModel.from_pretrained(model, str(adapters[-1]))
@@ -74,11 +74,11 @@ def main(argv: list[str] | None = None) -> dict:
     own.add_argument("--check_prompts", type=int, default=4, help="Held-out prompts for the greedy comparison.")
     args, rest = own.parse_known_args(argv)
     cfg = parse_config(GenerateArgs, "generate", rest)
-    adapters = policy_adapters(cfg, cfg.policy)
+    adapters = policy_adapters(cfg.run_dir(), cfg.policy)
     if not adapters:
         raise SystemExit("--policy base has no adapter to merge; give a stage (sft, grpo, ...) or an adapter dir")
     tokenizer = AutoTokenizer.from_pretrained(str(adapters[-1]))     # every stage saves its tokenizer
-    prompts = [format_for_model(tokenizer, prompt_text(t)) for t in held_out_prompts(cfg)[:args.check_prompts]]
+    prompts = [format_for_model(tokenizer, prompt_text(t)) for t in rl_prompt_split(cfg)[1][:args.check_prompts]]
     result = export(cfg.policy_model, adapters, Path(args.out), prompts, cfg.max_new_tokens)
     if result["greedy_identical"] != result["greedy_checked"]:
         raise SystemExit(f"[export] merged model differs from the adapter model: {result['differing']}")

@@ -15,99 +15,18 @@ reward component and the weighted total. Without prompts on the command line: th
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
 
 from common.config import parse_config
-from common.generation import sample_completions
-from common.models import load_policy
-from common.runs import atomic_write_text, set_seed, use_bf16
+from common.io import write_jsonl
+from common.models import load_policy, policy_adapters, policy_name
 from common.stage_configs import GenerateArgs
+from common.training import set_seed
 from data.loaders import TaskPrompt, read_task_tsv, rl_prompt_split
-from data.prompts import format_for_model, prompt_text
-from reward.composite import load_scorer, score
-
-
-def adapter_chain(adapter_dir: Path) -> list[Path]:
-    """The adapters to merge, in order, for the policy an adapter belongs to: its parents first (SFT, ...)."""
-    lineage_file = adapter_dir / "lineage.json"
-    if not lineage_file.is_file():
-        raise FileNotFoundError(f"{adapter_dir}: no lineage.json; not an adapter written by this project "
-                                f"(did that stage finish?)")
-    parents = json.loads(lineage_file.read_text())["parents"]
-    chain: list[Path] = []
-    for parent in parents:
-        chain += [p for p in adapter_chain(Path(parent)) if p not in chain]
-    return chain + [adapter_dir]
-
-
-def policy_adapters(cfg, policy: str) -> list[Path]:
-    """'base' -> []; a stage name (no '/') -> <runs_dir>/<run_name>/<stage>/final and its parents; a directory
-    -> its chain. A stage name wins over a same-named folder in the working directory (sft/ holds code)."""
-    if policy == "base":
-        return []
-    stage_final = cfg.previous_stage_dir(policy) / "final"
-    if "/" not in policy and stage_final.is_dir():
-        return adapter_chain(stage_final)
-    if "/" in policy and Path(policy).is_dir():
-        return adapter_chain(Path(policy))
-    raise FileNotFoundError(f"policy '{policy}': neither a finished stage of run '{cfg.run_name}' ({stage_final} "
-                            f"does not exist) nor an adapter directory (give a path with a '/')")
-
-
-def policy_name(policy: str) -> str:
-    """A short name for outputs: the stage name, or for .../<stage>/final the stage folder's name."""
-    path = Path(policy)
-    return policy if "/" not in policy else path.parent.name if path.name == "final" else path.name
-
-
-def generate_rows(model, tokenizer, tasks: list[TaskPrompt], cfg, fns: dict, samples_per_prompt: int = 1,
-                  batch_size: int = 8, greedy: bool = False, progress: bool = True) -> list[dict]:
-    """samples_per_prompt completions of every task (sampling settings from cfg), scored by every component."""
-    tasks = [t for t in tasks for _ in range(samples_per_prompt)]
-    instructions = [prompt_text(t) for t in tasks]
-    samples = sample_completions(model, tokenizer, [format_for_model(tokenizer, s) for s in instructions],
-                                 cfg.max_new_tokens, cfg.temperature, cfg.top_p, batch_size=batch_size,
-                                 max_prompt_tokens=cfg.max_prompt_tokens, greedy=greedy, progress=progress,
-                                 bf16=use_bf16(cfg.bf16) and not greedy)
-    texts = [s.text for s in samples]
-    scores = score(fns, texts, [t.prompt_type for t in tasks], cfg.reward_weights,
-                   words=[list(t.words) if t.words else None for t in tasks], lang=[t.lang for t in tasks],
-                   instruction=instructions, finished=[s.finished for s in samples])
-    rows = []
-    for i, (task, sample) in enumerate(zip(tasks, samples)):
-        rows.append({"id": task.id, "lang": task.lang, "prompt_type": task.prompt_type, "headline": task.headline,
-                     "words": list(task.words) if task.words else None, "prompt": instructions[i],
-                     "sample": i % samples_per_prompt, "text": sample.text, "finished": sample.finished,
-                     "num_tokens": sample.num_tokens, **{k: v[i] for k, v in scores.items()}})
-    return rows
-
-
-def write_jsonl(path: Path, rows: list[dict]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
-
-
-def read_jsonl(path: Path) -> list[dict]:
-    rows = []
-    for line_no, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            rows.append(json.loads(line))
-        except json.JSONDecodeError as e:
-            raise ValueError(f"{path}:{line_no}: not a JSON object ({e.msg})") from None
-        for key in ("id", "text", "lang"):
-            if key not in rows[-1]:
-                raise ValueError(f"{path}:{line_no}: row has no '{key}' field")
-    return rows
-
-
-def held_out_prompts(cfg) -> list[TaskPrompt]:
-    """The prompts RL held out of training (same sources, seed and split)."""
-    return rl_prompt_split(cfg)[1]
+from reward.composite import build_scorer
+from rl.rollouts import generate_rows
 
 
 def _parse_chat_line(line: str, lang: str, n: int) -> TaskPrompt:
@@ -158,9 +77,9 @@ def main(argv: list[str] | None = None) -> list[dict]:
     set_seed(cfg.seed)
     lang = args.lang or cfg.langs[0]
 
-    adapters = policy_adapters(cfg, cfg.policy)
+    adapters = policy_adapters(cfg.run_dir(), cfg.policy)
     model, tokenizer = load_policy(cfg.policy_model, adapters)
-    fns = load_scorer(cfg)
+    fns = build_scorer(cfg)
     if args.chat:
         chat(model, tokenizer, cfg, fns, lang)
         return []
@@ -174,7 +93,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     if args.tsv:
         tasks += read_task_tsv(Path(args.tsv))
     if not tasks:
-        tasks = held_out_prompts(cfg)
+        tasks = rl_prompt_split(cfg)[1]         # the prompts RL held out of training
     started = time.time()
     rows = generate_rows(model, tokenizer, tasks, cfg, fns, cfg.samples_per_prompt, cfg.gen_batch_size)
     name = policy_name(cfg.policy)

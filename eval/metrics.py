@@ -3,7 +3,7 @@ the demo report and the sweep summary.
 
 An output row is a dict with at least: id, lang, prompt_type, words (list or None), text, finished (bool), plus
 every reward component and `total` as written by `eval/generate.py`. Units are characters for Chinese, words
-otherwise (reward.components.text_units).
+otherwise (data.text.text_units).
 """
 
 from __future__ import annotations
@@ -13,36 +13,10 @@ import math
 import torch
 
 from common.generation import adds_special_tokens
-from reward.components import text_units
-
-# A row counts as drifted / repetitive / gibberish when its component exceeds these shares.
-DRIFT_THRESHOLD = 0.05
-REPETITION_THRESHOLD = 0.20
-GIBBERISH_THRESHOLD = 0.10
-
-
-def _ngrams(units: list[str], n: int) -> list[tuple[str, ...]]:
-    return [tuple(units[i:i + n]) for i in range(len(units) - n + 1)]
-
-
-def distinct_n(texts: list[str], langs: list[str], n: int) -> tuple[float, float]:
-    """(corpus, sentence) Dist-n. Corpus: distinct n-grams of all texts together / all n-grams. Sentence: the
-    mean over texts (with at least one n-gram) of distinct / total within the text.
-
-    >>> distinct_n(["a b a b", "a b c"], ["en", "en"], 1)     # corpus: {a,b,c} / 7; sentence: (2/4 + 3/3) / 2
-    (0.42857142857142855, 0.75)
-    >>> distinct_n(["哈哈哈", "哈哈"], ["zh", "zh"], 2)          # corpus: {哈哈} / 3; sentence: (1/2 + 1/1) / 2
-    (0.3333333333333333, 0.75)
-    """
-    all_grams, per_text = [], []
-    for text, lang in zip(texts, langs):
-        grams = _ngrams(text_units(text, lang), n)
-        all_grams.extend(grams)
-        if grams:
-            per_text.append(len(set(grams)) / len(grams))
-    corpus = len(set(all_grams)) / len(all_grams) if all_grams else 0.0
-    sentence = sum(per_text) / len(per_text) if per_text else 0.0
-    return corpus, sentence
+from common.logprobs import token_logprobs
+from data.text import distinct_n, text_units
+from reward.components import coverage_reward, text_flags
+from reward.composite import component_names
 
 
 def _mean(values) -> float | None:
@@ -50,8 +24,10 @@ def _mean(values) -> float | None:
     return sum(values) / len(values) if values else None
 
 
-def summarize(rows: list[dict]) -> dict:
-    """Every metric of SPEC section 6 that needs only the outputs (perplexity and win rate need models)."""
+def summarize(rows: list[dict], cfg) -> dict:
+    """Every metric of SPEC section 6 that needs only the outputs (perplexity and win rate need models).
+    cfg: the thresholds of TextCheckArgs, the reward weights (mean_<component> for each component they use, and
+    mean_total) and rm_component, whose mean is also reported as mean_rm."""
     if not rows:
         raise ValueError("no outputs to evaluate")
     texts, langs = [r["text"] for r in rows], [r["lang"] for r in rows]
@@ -62,19 +38,17 @@ def summarize(rows: list[dict]) -> dict:
     for n in (1, 2):
         out[f"dist{n}_corpus"], out[f"dist{n}_sentence"] = distinct_n(texts, langs, n)
     if word_rows:
-        from reward.components import coverage_reward
         cov = coverage_reward([r["text"] for r in word_rows], words=[r["words"] for r in word_rows])
         out["word_prompts"] = len(word_rows)
         out["coverage"] = _mean(cov)
         out["structure_success"] = sum(c == 1.0 for c in cov) / len(cov)   # both required words present
-    for name, threshold, key in (("script_drift_penalty", DRIFT_THRESHOLD, "script_drift_rate"),
-                                 ("repetition_penalty", REPETITION_THRESHOLD, "repetition_rate"),
-                                 ("gibberish_penalty", GIBBERISH_THRESHOLD, "gibberish_rate")):
-        if name in rows[0]:
-            out[key] = sum(r[name] > threshold for r in rows) / len(rows)
-    for key in ("rm_reward", "total"):
+    flags = text_flags(texts, langs, cfg)
+    for flag, key in (("drifted", "script_drift_rate"), ("repetitive", "repetition_rate"), ("gibberish", "gibberish_rate")):
+        out[key] = sum(flags[flag]) / len(rows)
+    for key in dict.fromkeys([*component_names(cfg.reward_weights), cfg.rm_component, "total"]):
         if key in rows[0]:
-            out[f"mean_{key}"] = _mean(r[key] for r in rows)
+            out[f"mean_{key}"] = _mean(r.get(key) for r in rows)
+    out["mean_rm"] = out.get(f"mean_{cfg.rm_component}")
     return out
 
 
@@ -96,22 +70,20 @@ def perplexity(model, tokenizer, prompts: list[str], completions: list[str], bat
         input_ids = torch.tensor([x + [pad] * (width - len(x)) for x in ids])           # (B, T)
         attention = torch.tensor([[1] * len(x) + [0] * (width - len(x)) for x in ids])
         target = torch.tensor([y + [-100] * (width - len(y)) for y in labels])
-        logits = model(input_ids=input_ids.to(model.device), attention_mask=attention.to(model.device)).logits
-        logp = torch.log_softmax(logits[:, :-1].float(), dim=-1)                          # (B, T-1, V)
-        target = target[:, 1:].to(model.device)                                           # token t+1 from t
-        mask = target != -100
-        nll = -logp.gather(-1, target.clamp(min=0).unsqueeze(-1)).squeeze(-1)             # (B, T-1)
+        logprobs, _, _ = token_logprobs(model, input_ids.to(model.device), attention.to(model.device))   # (B, T-1)
+        mask = target[:, 1:].to(model.device) != -100                                      # token t+1 from t
+        nll = -logprobs
         total_nll += float(nll[mask].sum())
         total_tokens += int(mask.sum())
     return math.exp(total_nll / total_tokens) if total_tokens else float("nan")
 
 
-def win_rate(rows: list[dict], baseline: list[dict], key: str = "rm_reward") -> dict:
-    """Pairwise win rate against a baseline on the same prompt ids, judged by `key` (the RM score by default):
+def win_rate(rows: list[dict], baseline: list[dict], key: str) -> dict:
+    """Pairwise win rate against a baseline on the same prompt ids, judged by the component `key` (rm_component):
     each pair of outputs for a shared id is a battle; a tie counts half.
 
     >>> win_rate([{"id": "a", "rm_reward": 0.9}, {"id": "b", "rm_reward": 0.2}],
-    ...          [{"id": "a", "rm_reward": 0.5}, {"id": "b", "rm_reward": 0.2}, {"id": "c", "rm_reward": 0.1}])
+    ...          [{"id": "a", "rm_reward": 0.5}, {"id": "b", "rm_reward": 0.2}, {"id": "c", "rm_reward": 0.1}], "rm_reward")
     {'win_rate': 0.75, 'battles': 2, 'shared_prompts': 2}
     """
     theirs: dict[str, list[float]] = {}

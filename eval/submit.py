@@ -20,15 +20,15 @@ import json
 from pathlib import Path
 
 from common.config import parse_config
-from common.models import load_policy
-from common.runs import atomic_write_text, set_seed
+from common.io import atomic_write_text, write_jsonl
+from common.models import load_policy, policy_adapters
 from common.stage_configs import GenerateArgs
+from common.training import set_seed
 from data.loaders import TaskPrompt, read_task_tsv
-from eval.generate import generate_rows, policy_adapters, write_jsonl
+from data.text import contains_word
 from reward.components import coverage_reward, script_drift_penalty
-from reward.composite import load_scorer
-
-MAX_DRIFT = 0.05   # share of letters outside the language's script a submitted joke may have
+from reward.composite import build_scorer
+from rl.rollouts import generate_rows
 
 
 def choose_best(rows: list[dict]) -> dict:
@@ -66,8 +66,9 @@ def read_submission(path: Path) -> list[tuple[int, str, str]]:
     return out
 
 
-def validate(path: Path, tasks: list[TaskPrompt]) -> dict:
-    """Every check of the module docstring; returns counts and each failure with its line."""
+def validate(path: Path, tasks: list[TaskPrompt], max_drift: float) -> dict:
+    """Every check of the module docstring; returns counts and each failure with its line. max_drift: the share of
+    letters outside the language's script a joke may have (the config's drift_threshold)."""
     rows = read_submission(path)
     expected = {t.id: t for t in tasks}
     failures: list[str] = []
@@ -87,10 +88,10 @@ def validate(path: Path, tasks: list[TaskPrompt]) -> dict:
         if "\n" in text or "\r" in text:
             failures.append(f"line {line}: {pid}: text spans several lines")
         drift = script_drift_penalty([text], lang=task.lang)[0]
-        if drift > MAX_DRIFT:
+        if drift > max_drift:
             failures.append(f"line {line}: {pid}: {drift:.0%} of letters outside the {task.lang} script")
         if task.words and coverage_reward([text], words=[list(task.words)])[0] != 1.0:
-            missing = [w for w in task.words if w.casefold() not in text.casefold()]
+            missing = [w for w in task.words if not contains_word(text, w)]
             failures.append(f"line {line}: {pid}: required word(s) missing: {missing}")
     missing_ids = [pid for pid in expected if pid not in seen]
     failures += [f"id {pid} missing" for pid in missing_ids]
@@ -107,22 +108,22 @@ def main(argv: list[str] | None = None) -> dict:
     own.add_argument("--validate", default=None, help="Only validate this submission file against --tsv.")
     args, rest = own.parse_known_args(argv)
     tasks = read_task_tsv(Path(args.tsv))
+    cfg = parse_config(GenerateArgs, "generate", rest)
     if args.validate:
-        report = validate(Path(args.validate), tasks)
+        report = validate(Path(args.validate), tasks, cfg.drift_threshold)
     else:
-        cfg = parse_config(GenerateArgs, "generate", rest)
         set_seed(cfg.seed)
         out = Path(args.out) if args.out else cfg.previous_stage_dir("submission") / Path(args.tsv).name
         if out.exists():
             raise FileExistsError(f"{out} exists; a submission is never overwritten: pick another --out")
-        model, tokenizer = load_policy(cfg.policy_model, policy_adapters(cfg, cfg.policy))
-        rows = generate_rows(model, tokenizer, tasks, cfg, load_scorer(cfg), args.best_of, cfg.gen_batch_size)
+        model, tokenizer = load_policy(cfg.policy_model, policy_adapters(cfg.run_dir(), cfg.policy))
+        rows = generate_rows(model, tokenizer, tasks, cfg, build_scorer(cfg), args.best_of, cfg.gen_batch_size)
         write_jsonl(out.with_suffix(".samples.jsonl"), rows)
         by_id: dict[str, list[dict]] = {}
         for r in rows:
             by_id.setdefault(r["id"], []).append(r)
         write_submission(out, [choose_best(by_id[t.id]) for t in tasks])
-        report = validate(out, tasks)
+        report = validate(out, tasks, cfg.drift_threshold)
         report["best_of"] = args.best_of
         report["policy"] = cfg.policy
     summary = Path(report["file"]).with_suffix(".validation.json")

@@ -11,18 +11,7 @@ from __future__ import annotations
 import re
 import unicodedata
 
-
-def text_units(text: str, lang: str) -> list[str]:
-    """Characters (without spaces) for Chinese, lower-cased words otherwise.
-
-    >>> text_units("Hello, hello world!", "en")
-    ['hello', 'hello', 'world']
-    >>> text_units("这就是 生活", "zh")
-    ['这', '就', '是', '生', '活']
-    """
-    if lang == "zh":
-        return [ch for ch in text if not ch.isspace()]
-    return re.findall(r"\w+", text.lower())
+from data.text import contains_word, repeated_ngram_share, text_units
 
 
 def _langs(lang, n: int) -> list[str]:
@@ -48,8 +37,7 @@ def coverage_reward(completions: list[str], words: list | None = None, **kwargs)
         if not required:
             out.append(None)
             continue
-        folded = text.casefold()
-        out.append(sum(w.casefold() in folded for w in required) / len(required))
+        out.append(sum(contains_word(text, w) for w in required) / len(required))
     return out
 
 
@@ -91,12 +79,7 @@ def make_repetition_penalty(n: int = 3):
         raise ValueError(f"repetition n-gram size must be >= 1, got {n}")
 
     def repetition_penalty(completions: list[str], lang=None, **kwargs) -> list[float | None]:
-        out = []
-        for text, text_lang in zip(completions, _langs(lang, len(completions))):
-            units = text_units(text, text_lang)
-            grams = [tuple(units[i:i + n]) for i in range(len(units) - n + 1)]
-            out.append(1.0 - len(set(grams)) / len(grams) if grams else 0.0)
-        return out
+        return [repeated_ngram_share(text, text_lang, n) for text, text_lang in zip(completions, _langs(lang, len(completions)))]
 
     return repetition_penalty
 
@@ -183,6 +166,24 @@ def gibberish_penalty(completions: list[str], lang=None, **kwargs) -> list[float
             junk_chars += sum(len(w) for w in words if w.isascii() and (_odd_word(w) or re.search(r"[a-z][A-Z]", w)))
         out.append(min(1.0, junk_chars / len(stripped)))
     return out
+
+
+def text_flags(texts: list[str], langs: list[str], cfg) -> dict[str, list[bool]]:
+    """Which texts count as drifted, repetitive or gibberish: the guard components above the config's
+    drift_threshold, repetition_threshold and gibberish_threshold (repetition over repetition_ngram-grams). The one
+    rule behind the RL monitor's rates, the evaluation's rates and the submission check.
+
+    >>> from types import SimpleNamespace
+    >>> cfg = SimpleNamespace(drift_threshold=0.05, repetition_threshold=0.2, gibberish_threshold=0.1, repetition_ngram=3)
+    >>> text_flags(["A cat sat.", "la la la la la", "这就是生活 دمش"], ["en", "en", "zh"], cfg)["drifted"]
+    [False, False, True]
+    """
+    drift = script_drift_penalty(texts, lang=langs)
+    repetition = make_repetition_penalty(cfg.repetition_ngram)(texts, lang=langs)
+    gibberish = gibberish_penalty(texts, lang=langs)
+    return {"drifted": [d > cfg.drift_threshold for d in drift],
+            "repetitive": [r > cfg.repetition_threshold for r in repetition],
+            "gibberish": [g > cfg.gibberish_threshold for g in gibberish]}
 
 
 def make_rm_reward(reward_model):

@@ -11,7 +11,11 @@ from __future__ import annotations
 
 import math
 
+from common.generation import finished_with_stop
+from data.loaders import TaskPrompt
+from data.prompts import prompt_text
 from reward import components as C
+from reward.model import HumorRewardModel
 
 # The one registry: component name -> builder(reward config, reward model or None) -> callable.
 COMPONENTS = {
@@ -34,22 +38,51 @@ def component_names(weights: dict) -> list[str]:
     return [name for name in COMPONENTS if name in used]
 
 
-def build_components(cfg, reward_model=None) -> dict:
-    """name -> callable for every component the config's weights use."""
-    names = component_names(cfg.reward_weights)
+def build_components(cfg, reward_model=None, names: list[str] | None = None) -> dict:
+    """name -> callable for the named components (None: every component the config's weights use)."""
+    names = component_names(cfg.reward_weights) if names is None else names
     if "rm_reward" in names and reward_model is None:
         raise ValueError("the weights use rm_reward but no reward model was given")
     return {name: COMPONENTS[name](cfg, reward_model) for name in names}
 
 
-def load_scorer(cfg) -> dict:
-    """build_components with the trained humor RM (cfg.reward_model_dir()) loaded when the weights use it."""
-    rm = None
-    if "rm_reward" in component_names(cfg.reward_weights):
-        from reward.model import HumorRewardModel
+def build_scorer(cfg, names: list[str] | None = None) -> dict:
+    """The one place a scorer is built: build_components with the trained humor RM (cfg.reward_model_dir())
+    loaded when a component needs it. names: the components to build (None: those the weights use)."""
+    names = component_names(cfg.reward_weights) if names is None else names
+    unknown = sorted(set(names) - set(COMPONENTS))
+    if unknown:
+        raise ValueError(f"unknown reward component(s) {unknown}; valid: {sorted(COMPONENTS)}")
+    rm = HumorRewardModel(cfg.reward_model_dir(), cfg.rm_batch_size, cfg.rm_max_length) if "rm_reward" in names else None
+    return build_components(cfg, rm, names)
 
-        rm = HumorRewardModel(cfg.reward_model_dir(), cfg.rm_batch_size, cfg.rm_max_length)
-    return build_components(cfg, rm)
+
+def task_columns(tasks: list[TaskPrompt]) -> dict[str, list]:
+    """The columns the reward components read, one entry per task: prompt_type, words, lang and instruction (the
+    raw prompt, for prompt-aware reward models)."""
+    return {"prompt_type": [t.prompt_type for t in tasks],
+            "words": [list(t.words) if t.words else None for t in tasks],
+            "lang": [t.lang for t in tasks],
+            "instruction": [prompt_text(t) for t in tasks]}
+
+
+def component_logs(values: dict[str, list[float | None]], prompt_types: list[str] | None = None) -> dict[str, float]:
+    """Log entries of component values: rewards/<name>/mean over every sample it applies to and, given the
+    samples' prompt types, rewards/<type>/<name>/mean per type (the tags TRL's GRPO uses).
+
+    >>> component_logs({"coverage_reward": [1.0, None, 0.5]}, ["words", "headline", "words"])
+    {'rewards/coverage_reward/mean': 0.75, 'rewards/words/coverage_reward/mean': 0.75}
+    """
+    logs = {}
+    for name, column in values.items():
+        applied = [v for v in column if v is not None]
+        if applied:
+            logs[f"rewards/{name}/mean"] = sum(applied) / len(applied)
+        for prompt_type in sorted(set(prompt_types or [])):
+            typed = [v for v, t in zip(column, prompt_types) if t == prompt_type and v is not None]
+            if typed:
+                logs[f"rewards/{prompt_type}/{name}/mean"] = sum(typed) / len(typed)
+    return logs
 
 
 def score(fns: dict, completions: list[str], prompt_type: list[str], weights: dict, **columns) -> dict:
@@ -94,7 +127,7 @@ def trl_reward_functions(fns: dict, weights: dict, record: dict | None = None,
 def _only_for_type(fn, name: str, only_type: str, record: dict | None, stop_ids: list[int] | None):
     def reward(completions: list[str], prompt_type: list[str], **kwargs) -> list[float | None]:
         if "finished" not in kwargs and "completion_ids" in kwargs and stop_ids is not None:
-            kwargs["finished"] = [any(t in stop_ids for t in ids) for ids in kwargs["completion_ids"]]
+            kwargs["finished"] = finished_with_stop(kwargs["completion_ids"], stop_ids)
         idx = [i for i, t in enumerate(prompt_type) if t == only_type]
         if not idx:
             return [None] * len(completions)

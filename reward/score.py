@@ -14,8 +14,7 @@ import sys
 from common.config import parse_config
 from common.stage_configs import ScoreArgs
 from data.loaders import TaskPrompt
-from data.prompts import prompt_text
-from reward.composite import load_scorer, score
+from reward.composite import build_scorer, score, task_columns
 
 
 def main(argv: list[str] | None = None) -> list[dict]:
@@ -36,11 +35,12 @@ def main(argv: list[str] | None = None) -> list[dict]:
             raise SystemExit("--prompt_type words needs --words W1,W2")
         words = tuple(w.strip() for w in args.words.split(","))
     task = TaskPrompt("cli", args.lang, args.prompt_type, headline=args.headline or None, words=words)
-    fns = load_scorer(cfg)
+    fns = build_scorer(cfg)
     n = len(args.text)
-    scores = score(fns, args.text, [args.prompt_type] * n, cfg.reward_weights,
-                   words=[list(words) if words else None] * n, lang=[args.lang] * n,
-                   finished=[not args.unfinished] * n, instruction=[prompt_text(task) if (words or args.headline) else ""] * n)
+    columns = task_columns([task] * n)
+    if not (words or args.headline):
+        columns["instruction"] = [""] * n
+    scores = score(fns, args.text, finished=[not args.unfinished] * n, weights=cfg.reward_weights, **columns)
     rows = [{"text": t, "prompt_type": args.prompt_type, **{k: v[i] for k, v in scores.items()},
              "weights": cfg.reward_weights[args.prompt_type]} for i, t in enumerate(args.text)]
     json.dump(rows, sys.stdout, indent=2, ensure_ascii=False)

@@ -17,10 +17,13 @@ from sklearn.model_selection import train_test_split
 from transformers import DataCollatorWithPadding, Trainer, TrainingArguments
 
 from common.config import parse_config
+from common.io import save_atomically
 from common.models import load_classifier
-from common.runs import (UpdateSentinel, classifier_probe, dry_run, finish_stage, log_scalars, prepare_stage_dir,
-                         save_atomically, set_seed, tensorboard_callback, trainer_kwargs)
+from common.rundir import dry_run, finish_stage, prepare_stage_dir
 from common.stage_configs import RMArgs
+from common.tb import log_scalars, tensorboard_callback
+from common.training import set_seed, trainer_kwargs
+from common.update_check import UpdateSentinel, classifier_probe
 from data.loaders import LabeledText, TaskPrompt, load_labeled, sample_texts
 from data.prompts import pick_two_words, prompt_text
 from reward.model import RM_META
@@ -48,14 +51,14 @@ def instruction_for(row: LabeledText) -> str:
 
 def main(argv: list[str] | None = None) -> dict:
     cfg = parse_config(RMArgs, "rm", argv)
+    # 1. data: labeled texts, stratified held-out split
+    rows = load_labeled(cfg.labeled_sources, cfg.data_dir, cfg.langs, cfg.max_rows_per_source, cfg.seed)
     if cfg.dry_run:
-        return dry_run(cfg, "rm")
+        return dry_run(cfg, "rm", labeled_rows=len(rows), labeled_sources=cfg.labeled_sources,
+                       humor_rows=sum(r.label for r in rows))
     set_seed(cfg.seed)
     started = time.time()
     out, resume = prepare_stage_dir(cfg, "rm")
-
-    # 1. data: labeled texts, stratified held-out split
-    rows = load_labeled(cfg.labeled_sources, cfg.data_dir, cfg.langs, cfg.max_rows_per_source, cfg.seed)
     labels = [r.label for r in rows]
     if len(set(labels)) < 2:
         raise ValueError(f"reward-model data has a single class ({labels[0]}) in sources {cfg.labeled_sources}")
@@ -109,7 +112,7 @@ def main(argv: list[str] | None = None) -> dict:
         "held_out": metrics, "majority_accuracy": float(majority), "train_size": len(train_rows),
         "test_size": len(test_rows), "steps": trainer.state.global_step,
         "train_loss": train_result.training_loss, "update_check": moved, "model_dir": str(out / "final")},
-        report, started)
+        report, started, headline=", ".join(f"{k} {v:.3f}" for k, v in metrics.items()))
 
 
 if __name__ == "__main__":

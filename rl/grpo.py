@@ -24,27 +24,23 @@ from trl import GRPOConfig
 from common.config import parse_config
 from common.generation import stop_token_ids
 from common.models import load_policy, save_stage_adapter
-from common.runs import (UpdateSentinel, causal_lm_probe, dry_run, finish_stage, is_main_process, log_scalars,
-                         prepare_stage_dir, set_seed, tensorboard_callback, trainer_kwargs)
+from common.rundir import dry_run, prepare_stage_dir
 from common.stage_configs import GRPOArgs
-from data.loaders import TaskPrompt, rl_prompt_split, sample_texts
-from data.prompts import format_for_model, prompt_text
-from eval.generate import generate_rows
-from reward.composite import load_scorer, trl_reward_functions
+from common.tb import tensorboard_callback
+from common.training import is_main_process, lora_config, set_seed, trainer_kwargs
+from common.update_check import UpdateSentinel, causal_lm_probe
+from data.loaders import TaskPrompt, prompt_plan, rl_prompt_split, sample_texts
+from data.prompts import format_for_model
+from reward.composite import build_scorer, component_logs, component_names, task_columns, trl_reward_functions
 from rl.monitor import Alarms, MonitoredGRPOTrainer, SampleText
-from sft.sft import lora_config
+from rl.rollouts import finish_rl_stage
 
 
 def prompt_dataset(tasks: list[TaskPrompt], tokenizer) -> Dataset:
     """The columns GRPOTrainer needs (prompt) plus those the reward components read."""
-    return Dataset.from_dict({
-        "prompt": [format_for_model(tokenizer, prompt_text(t)) for t in tasks],
-        "instruction": [prompt_text(t) for t in tasks],
-        "prompt_type": [t.prompt_type for t in tasks],
-        "words": [list(t.words) if t.words else None for t in tasks],
-        "lang": [t.lang for t in tasks],
-        "id": [t.id for t in tasks],
-    })
+    columns = task_columns(tasks)
+    return Dataset.from_dict({"prompt": [format_for_model(tokenizer, s) for s in columns["instruction"]], **columns,
+                              "id": [t.id for t in tasks]})
 
 
 class ComponentMeans(TrainerCallback):
@@ -59,9 +55,7 @@ class ComponentMeans(TrainerCallback):
             return
         for key in [k for k, v in logs.items() if v is None]:
             del logs[key]
-        for name, values in self.record.items():
-            if values:
-                logs[f"rewards/{name}/mean"] = sum(values) / len(values)
+        logs.update(component_logs(self.record))
         self.record.clear()
 
 
@@ -80,7 +74,7 @@ def build_trainer(cfg: GRPOArgs, out: Path):
     stop_ids = stop_token_ids(model, tokenizer)
 
     # 2. reward: components on decoded text, weighted per prompt type
-    fns = load_scorer(cfg)
+    fns = build_scorer(cfg)
     record: dict[str, list[float]] = {}
     reward_funcs, reward_weights = trl_reward_functions(fns, cfg.reward_weights, record, stop_ids)
 
@@ -95,7 +89,7 @@ def build_trainer(cfg: GRPOArgs, out: Path):
     trainer = MonitoredGRPOTrainer(
         model=model, reward_funcs=reward_funcs, args=grpo_config(cfg, out, reward_weights), processing_class=tokenizer,
         train_dataset=prompt_dataset(train_tasks, tokenizer), peft_config=lora_config(cfg), stop_ids=stop_ids,
-        callbacks=[ComponentMeans(record), alarms, tensorboard])
+        text_checks=cfg, callbacks=[ComponentMeans(record), alarms, tensorboard])
     trainer.add_callback(SampleText(trainer, tensorboard.tb_writer, cfg.log_samples_steps))
     return trainer, tokenizer, fns, held_out, sft_dir, alarms
 
@@ -103,7 +97,7 @@ def build_trainer(cfg: GRPOArgs, out: Path):
 def main(argv: list[str] | None = None) -> dict:
     cfg = parse_config(GRPOArgs, "grpo", argv)
     if cfg.dry_run:
-        return dry_run(cfg, "grpo")
+        return dry_run(cfg, "grpo", **prompt_plan(cfg), reward_components=component_names(cfg.reward_weights))
     check_accelerators(cfg)
     set_seed(cfg.seed)
     started = time.time()
@@ -119,27 +113,16 @@ def main(argv: list[str] | None = None) -> dict:
     # 5. save the GRPO adapter; it applies on top of base + SFT adapter
     save_stage_adapter(out / "final", trainer.model, tokenizer, cfg.policy_model, parent=sft_dir)
 
-    # 6. held-out samples, scored by the same composite
-    rows = generate_rows(trainer.model, tokenizer, held_out, cfg, fns)
-    stop_rate = sum(r["finished"] for r in rows) / len(rows)
-    held_reward = sum(r["total"] for r in rows) / len(rows)
-    log_scalars(out, {"eval/reward": held_reward, "gen/stop_rate_held_out": stop_rate}, trainer.state.global_step)
-
+    # 6. held-out samples, scored by the same composite; summary and report
     first, last = (history[0], history[-1]) if history else ({}, {})
-    report = [f"steps {trainer.state.global_step}, KL beta {cfg.kl_beta}, group size {cfg.num_generations}",
-              f"reward (train batch mean) first -> last step: {first.get('reward', float('nan')):.4f} -> "
-              f"{last.get('reward', float('nan')):.4f}", f"held-out reward {held_reward:.4f}, stop rate {stop_rate:.2f}",
-              "", "## held-out samples", "",
-              *[f"- [{r['prompt_type']}] total {r['total']:.3f}: {r['text'][:200]!r}" for r in rows[:8]], "",
-              "## alarms", "", *([f"- step {a['step']}: **{a['alarm']}**: {a['message']}" for a in alarms.fired]
-                                  or ["none fired"]), "", f"weights moved: {moved}"]
-    return finish_stage(out, "grpo", {
-        "steps": trainer.state.global_step, "reward_first": first.get("reward"), "reward_last": last.get("reward"),
-        "kl_last": last.get("kl"), "held_out_reward": held_reward, "held_out_stop_rate": stop_rate,
-        "stop_token_ids": stop_token_ids(trainer.model, tokenizer), "reward_functions": [f.__name__ for f in trainer.reward_funcs],
-        "reward_weights": cfg.reward_weights, "update_check": moved, "adapter_dir": str(out / "final"),
-        "alarms": alarms.fired, "world_size": trainer.accelerator.num_processes, "samples": rows},
-        report, started)
+    head = [f"steps {trainer.state.global_step}, KL beta {cfg.kl_beta}, group size {cfg.num_generations}",
+            f"reward (train batch mean) first -> last step: {first.get('reward', float('nan')):.4f} -> "
+            f"{last.get('reward', float('nan')):.4f}"]
+    return finish_rl_stage("grpo", cfg, out, trainer.model, tokenizer, held_out, fns, trainer.state.global_step, {
+        "reward_first": first.get("reward"), "reward_last": last.get("reward"), "kl_last": last.get("kl"),
+        "stop_token_ids": stop_token_ids(trainer.model, tokenizer),
+        "reward_functions": [f.__name__ for f in trainer.reward_funcs],
+        "world_size": trainer.accelerator.num_processes}, head, alarms.fired, moved, started)
 
 
 if __name__ == "__main__":

@@ -17,36 +17,36 @@ import torch
 from transformers import TrainerCallback
 from trl import GRPOTrainer
 
-from eval.metrics import DRIFT_THRESHOLD, GIBBERISH_THRESHOLD, REPETITION_THRESHOLD, distinct_n
-from reward.components import gibberish_penalty, make_repetition_penalty, script_drift_penalty, text_units
+from common.generation import finished_with_stop
+from data.text import distinct_n, text_units
+from reward.components import text_flags
 
 
-def generation_stats(texts: list[str], langs: list[str], finished: list[bool]) -> dict[str, float]:
-    """Batch statistics of completions; every value in [0, 1] except mean_length.
+def generation_stats(texts: list[str], langs: list[str], finished: list[bool], cfg) -> dict[str, float]:
+    """Batch statistics of completions; every value in [0, 1] except mean_length. The rates count texts flagged by
+    reward.components.text_flags (cfg: the thresholds of TextCheckArgs).
 
-    >>> s = generation_stats(["la la la la la", "A cat sat.", "这就是生活 دمش"], ["en", "en", "zh"], [False, True, True])
+    >>> from common.stage_configs import TextCheckArgs
+    >>> s = generation_stats(["la la la la la", "A cat sat.", "这就是生活 دمش"], ["en", "en", "zh"], [False, True, True], TextCheckArgs())
     >>> round(s["stop_rate"], 3), s["drift_rate"], round(s["repetition_rate"], 3), round(s["dist2"], 3)
-    (0.667, 0.3333333333333333, 0.333, 0.636)
+    (0.667, 0.3333333333333333, 0.333, 0.769)
     """
     n = len(texts)
-    drift = script_drift_penalty(texts, lang=langs)
-    repetition = make_repetition_penalty(3)(texts, lang=langs)
-    gibberish = gibberish_penalty(texts, lang=langs)
+    flags = text_flags(texts, langs, cfg)
     dist1, _ = distinct_n(texts, langs, 1)
     dist2, _ = distinct_n(texts, langs, 2)
     return {"stop_rate": sum(finished) / n, "dist1": dist1, "dist2": dist2,
-            "drift_rate": sum(d > DRIFT_THRESHOLD for d in drift) / n,
-            "repetition_rate": sum(r > REPETITION_THRESHOLD for r in repetition) / n,
-            "gibberish_rate": sum(g > GIBBERISH_THRESHOLD for g in gibberish) / n,
+            "drift_rate": sum(flags["drifted"]) / n, "repetition_rate": sum(flags["repetitive"]) / n,
+            "gibberish_rate": sum(flags["gibberish"]) / n,
             "mean_length": sum(len(text_units(t, l)) for t, l in zip(texts, langs)) / n}
 
 
 class MonitoredGRPOTrainer(GRPOTrainer):
     """GRPOTrainer + generation_stats logged as gen/<stat> each step, and the last batch kept for SampleText."""
 
-    def __init__(self, *args, stop_ids: list[int], **kwargs):
+    def __init__(self, *args, stop_ids: list[int], text_checks, **kwargs):
         super().__init__(*args, **kwargs)
-        self.stop_ids = stop_ids
+        self.stop_ids, self.text_checks = stop_ids, text_checks     # text_checks: the TextCheckArgs thresholds
         self.last_batch: list[dict] = []
 
     def _generate(self, *args, **kwargs):
@@ -57,9 +57,9 @@ class MonitoredGRPOTrainer(GRPOTrainer):
     def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):
         rewards_per_func = super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)  # (B, F)
         langs = [x["lang"] for x in inputs]
-        finished = [any(t in self.stop_ids for t in ids) for ids in completion_ids_list]
+        finished = finished_with_stop(completion_ids_list, self.stop_ids)
         mode = "train" if self.model.training else "eval"
-        for name, value in generation_stats(completions, langs, finished).items():
+        for name, value in generation_stats(completions, langs, finished, self.text_checks).items():
             self._metrics[mode][f"gen/{name}"].append(value)
         values = rewards_per_func.detach().cpu()
         self.last_batch = [
@@ -73,7 +73,8 @@ class MonitoredGRPOTrainer(GRPOTrainer):
 class Alarms(TrainerCallback):
     """Checks each log for the signatures of silent failure; warns with what it saw and what usually helps.
 
-    repetition   mean RM score above its value at the first logged step while batch Dist-2 < min_dist2
+    repetition   mean score of the RM component (cfg.rm_component) above its value at the first logged step
+                 while batch Dist-2 < min_dist2
     script_drift share of completions with letters outside the prompt language's script > max_drift_rate
     no_eos       share of completions cut at max_new_tokens > max_clipped_ratio
     kl           KL to the reference > max_kl
@@ -88,7 +89,7 @@ class Alarms(TrainerCallback):
 
     def check(self, logs: dict, step: int) -> list[dict]:
         cfg, found = self.cfg, []
-        rm = logs.get("rewards/rm_reward/mean")
+        rm = logs.get(f"rewards/{cfg.rm_component}/mean")
         if rm is not None and self.first_rm is None:
             self.first_rm = rm
         dist2 = logs.get("gen/dist2")

@@ -8,10 +8,11 @@ humor classifier with its own tokenizer could not be used. Here the reward is co
       2. evaluate  log pi_old, V_old under the policy, log pi_ref under the reference (the LoRA disabled = SFT)
       3. rewards   r_t = -beta * (log pi_old - log pi_ref)_t   on every completion token
                    r_T += score                               on the last real token (EOS when it stopped)
-      4. GAE       delta_t = r_t + gamma * V_{t+1} - V_t;  A_t = delta_t + gamma * lam * A_{t+1};  R_t = A_t + V_t
+      4. GAE       delta_t = r_t + gamma * V_{t+1} - V_t;  A_t = delta_t + gamma * gae_lambda * A_{t+1};  R_t = A_t + V_t
                    A whitened over the rollout's tokens
       5. optimize  ppo_epochs passes over minibatches of:
                    L = clipped policy loss + vf_coef * clipped value loss - entropy_coef * entropy
+                   (the losses are rl/losses.py's policy_loss, value_loss and entropy_bonus)
       6. beta      fixed, or adapted towards kl_target (Ziegler et al. 2019)
 
 Padding and every token after EOS are masked out of every loss and statistic. The value head is a linear layer
@@ -41,22 +42,21 @@ from tqdm.auto import tqdm
 
 from common.config import parse_config
 from common.generation import generate_ids, stop_token_ids
+from common.io import save_atomically
+from common.logprobs import token_logprobs
 from common.models import load_policy, save_stage_adapter
-from common.runs import (UpdateSentinel, causal_lm_probe, check_weights_moved, dry_run, finish_stage, log_scalars,
-                         prepare_stage_dir, save_atomically, set_seed, trainable_snapshot, use_bf16)
+from common.rundir import checkpoints, dry_run, prepare_stage_dir
 from common.stage_configs import PPOArgs
-from data.loaders import TaskPrompt, rl_prompt_split, sample_texts
-from data.prompts import format_for_model, prompt_text
-from eval.generate import generate_rows
-from reward.composite import load_scorer, score
+from common.training import lora_config, set_seed, use_bf16
+from common.update_check import UpdateSentinel, causal_lm_probe, check_weights_moved, trainable_snapshot
+from data.loaders import TaskPrompt, prompt_plan, rl_prompt_split, sample_texts
+from data.prompts import format_for_model
+from reward.composite import build_scorer, component_logs, component_names, score, task_columns
+from rl.losses import entropy_bonus, masked_mean, policy_loss, value_loss
 from rl.monitor import Alarms, generation_stats, samples_markdown
-from sft.sft import lora_config
+from rl.rollouts import finish_rl_stage
 
 # ---------------------------------------------------------------- the math (pure functions, unit-tested)
-
-
-def masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    return (x * mask).sum() / mask.sum().clamp(min=1)
 
 
 def masked_whiten(x: torch.Tensor, mask: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
@@ -80,7 +80,7 @@ def kl_penalized_rewards(scores: torch.Tensor, logprobs: torch.Tensor, ref_logpr
 
 
 def gae(rewards: torch.Tensor, values: torch.Tensor, mask: torch.Tensor, gamma: float,
-        lam: float) -> tuple[torch.Tensor, torch.Tensor]:
+        gae_lambda: float) -> tuple[torch.Tensor, torch.Tensor]:
     """Generalized advantage estimation over completion tokens; returns (advantages, returns), each (B, T).
 
     Masked positions come after the last real token: their value counts as 0, so V_{T+1} = 0 at the end of
@@ -92,35 +92,10 @@ def gae(rewards: torch.Tensor, values: torch.Tensor, mask: torch.Tensor, gamma: 
     for t in reversed(range(T)):
         next_value = values[:, t + 1] if t + 1 < T else torch.zeros_like(values[:, 0])
         delta = rewards[:, t] + gamma * next_value - values[:, t]
-        next_advantage = delta + gamma * lam * next_advantage
+        next_advantage = delta + gamma * gae_lambda * next_advantage
         advantages[:, t] = next_advantage
     advantages = advantages * mask
     return advantages, (advantages + values) * mask
-
-
-def policy_loss(logprobs: torch.Tensor, old_logprobs: torch.Tensor, advantages: torch.Tensor, mask: torch.Tensor,
-                clip_range: float) -> tuple[torch.Tensor, dict]:
-    """Clipped surrogate: mean over tokens of max(-A * ratio, -A * clip(ratio, 1 - eps, 1 + eps))."""
-    log_ratio = logprobs - old_logprobs                                     # (B, T)
-    ratio = torch.exp(log_ratio)
-    unclipped = -advantages * ratio
-    clipped = -advantages * torch.clamp(ratio, 1 - clip_range, 1 + clip_range)
-    loss = masked_mean(torch.max(unclipped, clipped), mask)
-    with torch.no_grad():
-        stats = {"clipfrac": masked_mean((clipped > unclipped).float(), mask).item(),
-                 "approx_kl": masked_mean((ratio - 1) - log_ratio, mask).item()}   # Schulman's k3 estimator
-    return loss, stats
-
-
-def value_loss(values: torch.Tensor, old_values: torch.Tensor, returns: torch.Tensor, mask: torch.Tensor,
-               clip_range_value: float) -> tuple[torch.Tensor, dict]:
-    """0.5 * mean over tokens of max((V - R)^2, (V_clipped - R)^2), V_clipped within clip_range_value of V_old."""
-    clipped = old_values + torch.clamp(values - old_values, -clip_range_value, clip_range_value)
-    unclipped_error, clipped_error = (values - returns) ** 2, (clipped - returns) ** 2
-    loss = 0.5 * masked_mean(torch.max(unclipped_error, clipped_error), mask)
-    with torch.no_grad():
-        stats = {"value_clipfrac": masked_mean((clipped_error > unclipped_error).float(), mask).item()}
-    return loss, stats
 
 
 def explained_variance(values: torch.Tensor, returns: torch.Tensor, mask: torch.Tensor) -> float:
@@ -171,14 +146,13 @@ def forward(model, value_head: ValueHead | None, batch: dict, temperature: float
     position_ids = (attention_mask.cumsum(dim=1) - 1).clamp(min=0)      # as generate() numbers left-padded rows
     T = batch["completion_ids"].shape[1]
     with torch.autocast(input_ids.device.type, dtype=torch.bfloat16, enabled=bf16):
-        out = model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
-                    output_hidden_states=value_head is not None, logits_to_keep=T + 1)
-    logits = out.logits[:, :-1].float() / temperature                   # (B, T, V): position t predicts token t
-    all_logprobs = torch.log_softmax(logits, dim=-1)
-    result = {"logprobs": all_logprobs.gather(-1, batch["completion_ids"].unsqueeze(-1)).squeeze(-1)}   # (B, T)
+        logprobs, logits, hidden = token_logprobs(model, input_ids, attention_mask, last=T, temperature=temperature,
+                                                  position_ids=position_ids, hidden_states=value_head is not None)
+    result = {"logprobs": logprobs}                                                          # (B, T)
     if value_head is not None:
-        result["values"] = value_head(out.hidden_states[-1][:, -T - 1:-1])                   # (B, T)
+        result["values"] = value_head(hidden)                                                # (B, T)
     if with_entropy:
+        all_logprobs = torch.log_softmax(logits, dim=-1)                                     # (B, T, V)
         result["entropy"] = -(all_logprobs.exp() * all_logprobs).sum(dim=-1)                 # (B, T)
     return result
 
@@ -207,17 +181,16 @@ def rollout(model, value_head, tokenizer, tasks: list[TaskPrompt], fns: dict, cf
             bf16: bool) -> tuple[dict, dict, list[dict]]:
     """Steps 1-4: sample, score the text, evaluate, KL-penalised rewards, GAE. Returns the training batch,
     the iteration's logs and the samples (text + components) for the alarms and TensorBoard."""
-    instructions = [prompt_text(t) for t in tasks]
-    batch = generate_ids(model, tokenizer, [format_for_model(tokenizer, s) for s in instructions],
+    columns = task_columns(tasks)
+    batch = generate_ids(model, tokenizer, [format_for_model(tokenizer, s) for s in columns["instruction"]],
                          cfg.max_new_tokens, cfg.temperature, cfg.top_p, cfg.max_prompt_tokens, bf16=bf16)
     mask = batch["completion_mask"].float()                                               # (B, T)
     lengths = batch["completion_mask"].sum(dim=1).tolist()
     texts = [tokenizer.decode(ids[:n], skip_special_tokens=True).strip()
              for ids, n in zip(batch["completion_ids"].tolist(), lengths)]
     finished = batch["finished"].tolist()
-    types, langs = [t.prompt_type for t in tasks], [t.lang for t in tasks]
-    scored = score(fns, texts, types, cfg.reward_weights, words=[list(t.words) if t.words else None for t in tasks],
-                   lang=langs, instruction=instructions, finished=finished)
+    types, langs = columns["prompt_type"], columns["lang"]
+    scored = score(fns, texts, weights=cfg.reward_weights, finished=finished, **columns)
     scores = torch.tensor(scored["total"], dtype=torch.float32, device=mask.device)       # (B,)
 
     with torch.no_grad():
@@ -226,7 +199,7 @@ def rollout(model, value_head, tokenizer, tasks: list[TaskPrompt], fns: dict, cf
             ref = forward(model, None, batch, cfg.temperature, bf16)
     rewards, kl_tokens = kl_penalized_rewards(scores, old["logprobs"], ref["logprobs"], mask, kl.beta)
     old_values = old["values"] * mask
-    advantages, returns = gae(rewards, old_values, mask, cfg.gamma, cfg.lam)
+    advantages, returns = gae(rewards, old_values, mask, cfg.gamma, cfg.gae_lambda)
     if cfg.whiten_advantages:
         advantages = masked_whiten(advantages, mask)
     batch.update(old_logprobs=old["logprobs"], old_values=old_values, advantages=advantages, returns=returns)
@@ -240,15 +213,8 @@ def rollout(model, value_head, tokenizer, tasks: list[TaskPrompt], fns: dict, cf
             "ppo/explained_variance": explained_variance(old_values, returns, mask),
             "completions/mean_length": float(sum(lengths)) / len(lengths),
             "completions/clipped_ratio": 1 - sum(finished) / len(finished)}
-    for name in fns:
-        values = [v for v in scored[name] if v is not None]
-        if values:
-            logs[f"rewards/{name}/mean"] = sum(values) / len(values)
-        for prompt_type in sorted(set(types)):
-            typed = [v for v, t in zip(scored[name], types) if t == prompt_type and v is not None]
-            if typed:
-                logs[f"rewards/{prompt_type}/{name}/mean"] = sum(typed) / len(typed)
-    logs.update({f"gen/{k}": v for k, v in generation_stats(texts, langs, finished).items()})
+    logs.update(component_logs({name: scored[name] for name in fns}, types))
+    logs.update({f"gen/{k}": v for k, v in generation_stats(texts, langs, finished, cfg).items()})
     samples = [{"prompt_type": t, "text": text, "finished": done, "total": round(total, 3),
                 **{name: round(scored[name][i], 3) for name in fns if scored[name][i] is not None}}
                for i, (t, text, done, total) in enumerate(zip(types, texts, finished, scored["total"]))]
@@ -269,13 +235,15 @@ def optimize(model, value_head, optimizer, batch: dict, cfg: PPOArgs, bf16: bool
             vf_loss, vf_stats = value_loss(new["values"], mb["old_values"], mb["returns"], mask, cfg.clip_range_value)
             loss = pg_loss + cfg.vf_coef * vf_loss
             if cfg.entropy_coef > 0:
-                loss = loss - cfg.entropy_coef * masked_mean(new["entropy"], mask)
+                ent_loss, _ = entropy_bonus(new["entropy"], mask, cfg.entropy_coef)
+                loss = loss + ent_loss
             optimizer.zero_grad()
             loss.backward()
             grad_norm = torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
             optimizer.step()
             for key, value in {"loss": loss.item(), "ppo/policy_loss": pg_loss.item(), "ppo/value_loss": vf_loss.item(),
-                               "grad_norm": float(grad_norm), **{f"ppo/{k}": v for k, v in {**pg_stats, **vf_stats}.items()}}.items():
+                               "grad_norm": float(grad_norm),
+                               **{f"ppo/{k}": v.item() for k, v in {**pg_stats, **vf_stats}.items()}}.items():
                 stats.setdefault(key, []).append(value)
     return {k: sum(v) / len(v) for k, v in stats.items()}
 
@@ -287,7 +255,7 @@ def save_checkpoint(directory: Path, model, value_head, optimizer, iteration: in
         torch.save({"trainable": trainable, "value_head": value_head.state_dict(), "optimizer": optimizer.state_dict(),
                     "iteration": iteration, "kl_beta": kl.beta, "torch_rng": torch.get_rng_state()}, tmp / "ppo_state.pt")
     save_atomically(directory, save)
-    for old in sorted(directory.parent.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[-1]))[:-2]:
+    for old in checkpoints(directory.parent)[:-2]:
         shutil.rmtree(old)
 
 
@@ -307,7 +275,7 @@ def load_checkpoint(directory: Path, model, value_head, optimizer, kl: KLControl
 def main(argv: list[str] | None = None) -> dict:
     cfg = parse_config(PPOArgs, "ppo", argv)
     if cfg.dry_run:
-        return dry_run(cfg, "ppo")
+        return dry_run(cfg, "ppo", **prompt_plan(cfg), reward_components=component_names(cfg.reward_weights))
     check_accelerators(cfg)
     set_seed(cfg.seed)
     started = time.time()
@@ -325,7 +293,7 @@ def main(argv: list[str] | None = None) -> dict:
         {"params": [p for p in model.parameters() if p.requires_grad], "lr": cfg.learning_rate},
         {"params": value_head.parameters(), "lr": cfg.value_learning_rate or cfg.learning_rate}])
     kl = KLController(cfg.kl_beta, cfg.kl_target, cfg.kl_horizon)
-    fns = load_scorer(cfg)
+    fns = build_scorer(cfg)
 
     train_tasks, held_out = rl_prompt_split(cfg, cfg.balance_prompt_types)
     stream = PromptStream(train_tasks, cfg.seed)
@@ -372,27 +340,15 @@ def main(argv: list[str] | None = None) -> dict:
     save_stage_adapter(out / "final", model, tokenizer, cfg.policy_model, parent=sft_dir,
                        extra=lambda d: torch.save(value_head.state_dict(), d / "value_head.pt"))
 
-    rows = generate_rows(model, tokenizer, held_out, cfg, fns)
-    stop_rate = sum(r["finished"] for r in rows) / len(rows)
-    held_reward = sum(r["total"] for r in rows) / len(rows)
-    log_scalars(out, {"eval/reward": held_reward, "gen/stop_rate_held_out": stop_rate}, iteration)
-
     first, last = (history[0], history[-1]) if history else ({}, {})
     nan = float("nan")
-    report = [f"iterations {iteration} x {cfg.batch_size} completions, KL beta {cfg.kl_beta} -> {kl.beta:.4f}",
-              f"reward (rollout mean) first -> last iteration: {first.get('reward', nan):.4f} -> {last.get('reward', nan):.4f}",
-              f"explained variance first -> last: {first.get('ppo/explained_variance', nan):.3f} -> "
-              f"{last.get('ppo/explained_variance', nan):.3f}",
-              f"held-out reward {held_reward:.4f}, stop rate {stop_rate:.2f}", "", "## held-out samples", "",
-              *[f"- [{r['prompt_type']}] total {r['total']:.3f}: {r['text'][:200]!r}" for r in rows[:8]], "",
-              "## alarms", "", *([f"- step {a['step']}: **{a['alarm']}**: {a['message']}" for a in alarms.fired]
-                                  or ["none fired"]), "", f"weights moved: {moved}"]
-    return finish_stage(out, "ppo", {
-        "steps": iteration, "reward_first": first.get("reward"), "reward_last": last.get("reward"),
-        "kl_last": last.get("kl"), "kl_beta_last": kl.beta, "held_out_reward": held_reward,
-        "held_out_stop_rate": stop_rate, "reward_weights": cfg.reward_weights, "update_check": moved,
-        "adapter_dir": str(out / "final"), "alarms": alarms.fired, "history": history, "samples": rows},
-        report, started)
+    head = [f"iterations {iteration} x {cfg.batch_size} completions, KL beta {cfg.kl_beta} -> {kl.beta:.4f}",
+            f"reward (rollout mean) first -> last iteration: {first.get('reward', nan):.4f} -> {last.get('reward', nan):.4f}",
+            f"explained variance first -> last: {first.get('ppo/explained_variance', nan):.3f} -> "
+            f"{last.get('ppo/explained_variance', nan):.3f}"]
+    return finish_rl_stage("ppo", cfg, out, model, tokenizer, held_out, fns, iteration, {
+        "reward_first": first.get("reward"), "reward_last": last.get("reward"), "kl_last": last.get("kl"),
+        "kl_beta_last": kl.beta, "history": history}, head, alarms.fired, moved, started)
 
 
 if __name__ == "__main__":

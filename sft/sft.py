@@ -17,24 +17,19 @@ if __name__ == "__main__":
 import time
 
 from datasets import Dataset
-from peft import LoraConfig
 from trl import SFTConfig, SFTTrainer
 
 from common.config import parse_config
 from common.generation import sample_completions, stop_token_ids
 from common.models import fingerprint, load_base_policy, save_stage_adapter
-from common.runs import (UpdateSentinel, causal_lm_probe, dry_run, finish_stage, log_scalars, prepare_stage_dir,
-                         set_seed, tensorboard_callback, trainer_kwargs)
+from common.rundir import dry_run, finish_stage, prepare_stage_dir
 from common.stage_configs import SFTArgs
-from data.loaders import (Demonstration, load_headline_demonstrations, load_labeled, load_prompts, sample_texts,
-                          split_prompts)
+from common.tb import log_scalars, tensorboard_callback
+from common.training import lora_config, set_seed, trainer_kwargs
+from common.update_check import UpdateSentinel, causal_lm_probe
+from data.loaders import (Demonstration, load_headline_demonstrations, load_labeled, prompt_plan, rl_prompt_split,
+                          sample_texts)
 from data.prompts import completion_prefix, demonstrations_from_jokes, format_for_model, prompt_text
-
-
-def lora_config(cfg) -> LoraConfig:
-    return LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
-                      target_modules=cfg.lora_target_modules, task_type="CAUSAL_LM")
-
 
 def sft_dataset(demos: list[Demonstration], tokenizer) -> Dataset:
     """prompt (as the model sees it) -> completion = joke + the tokenizer's EOS, written out explicitly."""
@@ -63,28 +58,27 @@ def check_eos_in_targets(dataset, eos_id: int, max_length: int) -> int:
 
 def main(argv: list[str] | None = None) -> dict:
     cfg = parse_config(SFTArgs, "sft", argv)
-    if cfg.dry_run:
-        return dry_run(cfg, "sft")
-    check_accelerators(cfg)
-    set_seed(cfg.seed)
-    started = time.time()
-    out, resume = prepare_stage_dir(cfg, "sft")
-
-    # 1. policy and its stop token
-    model, tokenizer = load_base_policy(cfg.policy_model, cfg.use_unsloth)
-    stop_ids = stop_token_ids(model, tokenizer)
-    eos = tokenizer.eos_token
-    base_fingerprint = fingerprint(model)  # stored beside the adapter: later stages check they load the same base
-
-    # 2. data: two-words prompts built from the jokes, plus the hand-written headline demonstrations
+    # 1. data: two-words prompts built from the jokes, plus the hand-written headline demonstrations
     rows = load_labeled(cfg.labeled_sources, cfg.data_dir, cfg.langs, cfg.max_rows_per_source, cfg.seed)
     demos, skipped = demonstrations_from_jokes(rows)
     demos += load_headline_demonstrations(cfg.langs)
     if not demos:
         raise ValueError(f"no SFT demonstrations: sources {cfg.labeled_sources} hold no jokes for {cfg.langs}")
+    if cfg.dry_run:
+        return dry_run(cfg, "sft", labeled_sources=cfg.labeled_sources, labeled_rows=len(rows),
+                       demonstrations=len(demos), **prompt_plan(cfg))
+    held_out = rl_prompt_split(cfg)[1]          # the prompts RL holds out: samples measure the stop rate
+    check_accelerators(cfg)
+    set_seed(cfg.seed)
+    started = time.time()
+    out, resume = prepare_stage_dir(cfg, "sft")
+
+    # 2. policy and its stop token
+    model, tokenizer = load_base_policy(cfg.policy_model, cfg.use_unsloth)
+    stop_ids = stop_token_ids(model, tokenizer)
+    eos = tokenizer.eos_token
+    base_fingerprint = fingerprint(model)  # stored beside the adapter: later stages check they load the same base
     train_ds = sft_dataset(demos, tokenizer)
-    _, held_out = split_prompts(load_prompts(cfg.prompt_sources, cfg.data_dir, cfg.langs, None, cfg.seed),
-                                cfg.eval_prompts, cfg.seed)
     print(f"[sft] {len(demos)} demonstrations ({skipped} jokes skipped: fewer than two content words); "
           f"EOS {eos!r} = id {tokenizer.eos_token_id}; stop ids {stop_ids}; pad id {tokenizer.pad_token_id}")
 
@@ -118,7 +112,8 @@ def main(argv: list[str] | None = None) -> dict:
         "loss_first": losses[0] if losses else None, "loss_last": losses[-1] if losses else None,
         "eos_token": eos, "eos_token_id": tokenizer.eos_token_id, "stop_token_ids": stop_ids,
         "stop_rate": stop_rate, "samples": [s.__dict__ for s in samples], "update_check": moved,
-        "adapter_dir": str(out / "final")}, report, started)
+        "adapter_dir": str(out / "final")}, report, started,
+        headline=f"loss {losses[0] if losses else 0:.3f} -> {losses[-1] if losses else 0:.3f}, stop rate {stop_rate:.2f}")
 
 
 if __name__ == "__main__":

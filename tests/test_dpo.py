@@ -28,7 +28,7 @@ def t(*values):
 
 def test_dpo_loss_by_hand():
     # margin = (-10 - -11) - (-12 - -11) = 2; beta 0.5 -> -log s(1)
-    assert dpo_loss(t(-10), t(-12), t(-11), t(-11), 0.5).item() == pytest.approx(nll_sigmoid(1.0), rel=1e-6)
+    assert dpo_loss(t(-10), t(-12), t(-11), t(-11), 0.5)[0].item() == pytest.approx(nll_sigmoid(1.0), rel=1e-6)
 
 
 def test_dpop_penalises_the_chosen_logprob_falling_below_the_reference_and_the_seed_formula_does_not():
@@ -37,21 +37,21 @@ def test_dpop_penalises_the_chosen_logprob_falling_below_the_reference_and_the_s
     #   DPOP       = 2 - 0.5 * max(0, -10 + 12) = 1                 -> -log s(0.5 * 1) = 0.4741
     #   seed code  = (pi_w - pi_l) - (ref_w - ref_l) - 0.5 * max(0, -(pi_w - pi_l)) = 3 - 1 - 0 = 2 -> 0.3133
     args = (t(-12), t(-15), t(-10), t(-11))
-    assert dpo_loss(*args, 0.5).item() == pytest.approx(nll_sigmoid(1.0), rel=1e-6)
-    assert dpop_loss(*args, 0.5, 0.5).item() == pytest.approx(nll_sigmoid(0.5), rel=1e-6)
-    assert seed_dpop_loss(*args, 0.5, 0.5).item() == pytest.approx(nll_sigmoid(1.0), rel=1e-6)
-    assert dpop_loss(*args, 0.5, 0.5).item() != pytest.approx(seed_dpop_loss(*args, 0.5, 0.5).item())
+    assert dpo_loss(*args, 0.5)[0].item() == pytest.approx(nll_sigmoid(1.0), rel=1e-6)
+    assert dpop_loss(*args, 0.5, 0.5)[0].item() == pytest.approx(nll_sigmoid(0.5), rel=1e-6)
+    assert seed_dpop_loss(*args, 0.5, 0.5)[0].item() == pytest.approx(nll_sigmoid(1.0), rel=1e-6)
+    assert dpop_loss(*args, 0.5, 0.5)[0].item() != pytest.approx(seed_dpop_loss(*args, 0.5, 0.5)[0].item())
     # the seed's penalty fires on pi_w < pi_l instead, even when pi_w rose above the reference
     args = (t(-9), t(-8), t(-10), t(-12))          # DPO margin = 1 - 4 = -3; DPOP adds nothing (pi_w > ref_w)
-    assert dpop_loss(*args, 0.5, 0.5).item() == pytest.approx(dpo_loss(*args, 0.5).item())
-    assert seed_dpop_loss(*args, 0.5, 0.5).item() == pytest.approx(nll_sigmoid(0.5 * (-3 - 0.5)), rel=1e-6)
+    assert dpop_loss(*args, 0.5, 0.5)[0].item() == pytest.approx(dpo_loss(*args, 0.5)[0].item())
+    assert seed_dpop_loss(*args, 0.5, 0.5)[0].item() == pytest.approx(nll_sigmoid(0.5 * (-3 - 0.5)), rel=1e-6)
 
 
 def test_dpop_gradient_raises_the_chosen_logprob_more_than_dpo():
     grads = {}
     for name, fn in (("dpo", lambda *a: dpo_loss(*a, 0.5)), ("dpop", lambda *a: dpop_loss(*a, 0.5, 5.0))):
         chosen = t(-12).requires_grad_()
-        fn(chosen, t(-15), t(-10), t(-11)).backward()
+        fn(chosen, t(-15), t(-10), t(-11))[0].backward()
         grads[name] = chosen.grad.item()
     assert grads["dpop"] < grads["dpo"] < 0        # a gradient step raises log pi(y_w) faster under DPOP
 
@@ -61,8 +61,8 @@ def test_pgcl_three_way_loss_by_hand_with_explicit_weights():
     #   gold term = -log s(0.5 + 0.5) = -log s(1); fail term = -log s(-0.5 + 4.5) = -log s(4)
     pi, ref = (t(-10), t(-12), t(-20)), (t(-11), t(-11), t(-11))
     gold, fail = nll_sigmoid(1.0), nll_sigmoid(4.0)
-    spec = pgcl_loss(*pi, *ref, beta=0.5, gold_weight=1.0, fail_weight=0.5).item()
-    seed = pgcl_loss(*pi, *ref, beta=0.5, gold_weight=0.5, fail_weight=1.0).item()
+    spec = pgcl_loss(*pi, *ref, beta=0.5, gold_weight=1.0, fail_weight=0.5)[0].item()
+    seed = pgcl_loss(*pi, *ref, beta=0.5, gold_weight=0.5, fail_weight=1.0)[0].item()
     assert spec == pytest.approx(gold + 0.5 * fail, rel=1e-6)          # SPEC: gamma on the y* > fail term
     assert seed == pytest.approx(0.5 * gold + fail, rel=1e-6)          # the seed's code: gamma on the gold term
 
@@ -127,11 +127,11 @@ def test_pun_examples_for_both_pgcl_stages():
     [pun] = [p for p in load_puns(["sample"], None, ["en"]) if p.pun_word == "weak"]
     rows = [{"id": pun.id, "text": t} for t in ("I feel weak today, ha", "It is weak, really weak", "Seven days.",
                                                 "weak weak weak weak weak weak weak")]
-    [pair] = pun_examples([pun], rows, three_way=False)
+    [pair] = pun_examples([pun], rows, three_way=False, max_repetition=0.2, ngram=3)
     assert pair.completions == (pun.text, "Seven days.")
-    [triple] = pun_examples([pun], rows, three_way=True, rm_scores={"I feel weak today, ha": 0.9, "It is weak, really weak": 0.2})
+    [triple] = pun_examples([pun], rows, three_way=True, max_repetition=0.2, ngram=3, rm_scores={"I feel weak today, ha": 0.9, "It is weak, really weak": 0.2})
     assert triple.completions == (pun.text, "It is weak, really weak", "Seven days.")   # y* = weakest by the RM
-    assert pun_examples([pun], rows[2:], three_way=True) == []     # no structure-ok sample: repetition does not count
+    assert pun_examples([pun], rows[2:], three_way=True, max_repetition=0.2, ngram=3) == []     # no structure-ok sample: repetition does not count
 
 
 # ---------------------------------------------------------------- runs on the tiny model
@@ -143,8 +143,8 @@ def test_our_tokenization_matches_trls_dpo_trainer(tmp_path):
 
     from common.models import load_base_policy
     from common.stage_configs import DPOArgs
-    from rl.dpo import tokenize_example
-    from sft.sft import lora_config
+    from common.training import lora_config
+    from rl.preference import tokenize_example
 
     model, tok = load_base_policy("tiny:llama")
     data = {"prompt": ["Write a joke about cats:", "Tell me: 这就是生活"], "chosen": [" A cat sat.", " 好的"],
@@ -181,7 +181,8 @@ def test_dpo_and_dpop_runs_log_the_chosen_logprob_and_move_the_lora(run):
 def test_pgcl_runs_both_stages_and_reports_structure_success(run, tmp_path, monkeypatch):
     """The tiny random policy never writes a pun word, so sampling is replaced by canned samples that pass the
     structure check on even calls; the two stages, their data and the reports are the real ones."""
-    import rl.dpo as dpo
+    import rl.pgcl as pgcl
+    import rl.preference as preference
 
     run_dir, _ = run
     calls = []
@@ -191,8 +192,9 @@ def test_pgcl_runs_both_stages_and_reports_structure_success(run, tmp_path, monk
         return [{"id": t.id, "text": (f"so {t.words[0]} indeed" if i % 2 == 0 else "no pun here")}
                 for t in tasks for i in range(samples)]
 
-    monkeypatch.setattr(dpo, "sample_texts_for", canned)
-    s = dpo.main(["--config", TINY, "--runs_dir", str(run_dir.parent), "--run_name", run_dir.name, "--loss", "pgcl",
+    monkeypatch.setattr(pgcl, "sample_texts_for", canned)
+    monkeypatch.setattr(preference, "sample_texts_for", canned)
+    s = pgcl.main(["--config", TINY, "--runs_dir", str(run_dir.parent), "--run_name", run_dir.name,
                   "--output_dir", str(tmp_path / "pgcl"), "--langs", "[zh, en]", "--max_steps", "2"])
     assert set(s["structure_success"]) == {"sft", "stage1", "stage2"}
     assert all(v == {"word_present": 0.5, "ok": 0.5} for v in s["structure_success"].values())

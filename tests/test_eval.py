@@ -7,8 +7,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from common.models import load_base_policy
-from eval.generate import adapter_chain, main as generate, read_jsonl
+from common.io import read_jsonl
+from common.models import adapter_chain, load_base_policy
+from common.stage_configs import EvalArgs
+from eval.generate import main as generate
 from eval.metrics import perplexity, summarize
 
 TINY = str(Path(__file__).resolve().parents[1] / "configs" / "tiny.yaml")
@@ -23,7 +25,7 @@ def test_eval_compares_base_sft_grpo_on_the_same_prompts(run):
     assert all([r["id"] for r in rows[name]] == ids for name in rows)          # same prompts, same order
     assert len(ids) == 2 * len(set(ids))                                      # samples_per_prompt 2
     for name, m in metrics.items():
-        for key, value in summarize(rows[name]).items():       # metrics.json agrees with the rows on disk
+        for key, value in summarize(rows[name], EvalArgs()).items():       # metrics.json agrees with the rows on disk
             assert m[key] == pytest.approx(value), (name, key)
         assert m["stop_rate"] == sum(r["finished"] for r in rows[name]) / len(rows[name])
         assert math.isfinite(m["perplexity"]) and m["perplexity"] > 1
@@ -122,11 +124,11 @@ def test_submission_picks_covering_samples_and_validation_lists_every_failure(ru
     write_submission(good, [{"id": "en_0001", "text": "The cat won by a whisker."},
                             {"id": "en_0002", "text": "The cactus filed a lawsuit:\nprickly."},
                             {"id": "en_0003", "text": "My piano erupted like a volcano."}])
-    assert validate(good, tasks)["valid"]                     # the newline was folded into one line
+    assert validate(good, tasks, 0.05)["valid"]                     # the newline was folded into one line
     bad = tmp_path / "bad.tsv"
     write_submission(bad, [{"id": "en_0001", "text": "   "}, {"id": "en_0002", "text": "The cactus sued."},
                            {"id": "en_0002", "text": "again"}, {"id": "en_0009", "text": "x"}])
-    failures = validate(bad, tasks)["failure_list"]
+    failures = validate(bad, tasks, 0.05)["failure_list"]
     assert failures == ["line 2: en_0001: empty text",
                         "line 3: en_0002: required word(s) missing: ['lawsuit']",
                         "line 4: id en_0002 repeated (first on line 3)",
@@ -134,7 +136,7 @@ def test_submission_picks_covering_samples_and_validation_lists_every_failure(ru
                         "id en_0003 missing"]
     zh = tmp_path / "zh.tsv"
     zh.write_text("id\ttext\nen_0001\tدمش دمش دمش joke\n")
-    assert any("outside the en script" in f for f in validate(zh, tasks)["failure_list"])
+    assert any("outside the en script" in f for f in validate(zh, tasks, 0.05)["failure_list"])
 
 
 def test_chat_reads_prompts_and_prints_jokes_with_their_rewards(run, monkeypatch, capsys):

@@ -45,7 +45,7 @@ def test_alarm_stop_asks_for_a_checkpoint_and_stops():
 
 
 def test_generation_stats_by_hand():
-    s = generation_stats(["a b a b", "c d", "这就是生活！这就是生活！"], ["en", "en", "zh"], [True, True, False])
+    s = generation_stats(["a b a b", "c d", "这就是生活！这就是生活！"], ["en", "en", "zh"], [True, True, False], GRPOArgs())
     # words: [a b a b] -> bigrams ab ba ab ; [c d] -> cd ; zh chars 这就是生活！这就是生活！ -> 11 bigrams, 6 distinct
     assert s["dist2"] == pytest.approx((2 + 1 + 6) / (3 + 1 + 11))
     assert s["stop_rate"] == pytest.approx(2 / 3) and s["mean_length"] == pytest.approx((4 + 2 + 12) / 3)

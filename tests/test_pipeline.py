@@ -154,7 +154,7 @@ def test_update_sentinel_records_weight_and_output_change(run):
 
 
 def test_sentinel_fails_when_weights_move_but_outputs_do_not():
-    from common.runs import UpdateSentinel, causal_lm_probe
+    from common.update_check import UpdateSentinel, causal_lm_probe
     from data.loaders import sample_texts
 
     model, tok = load_base_policy("tiny:llama")

@@ -7,8 +7,8 @@ import shutil
 import pytest
 import torch
 
-from rl.ppo import (KLController, ValueHead, explained_variance, forward, gae, kl_penalized_rewards, masked_whiten,
-                    policy_loss, value_loss)
+from rl.losses import policy_loss, value_loss
+from rl.ppo import KLController, ValueHead, explained_variance, forward, gae, kl_penalized_rewards, masked_whiten
 from tests.conftest import TINY
 
 # ---------------------------------------------------------------- GAE
@@ -20,11 +20,11 @@ def test_gae_terminal_reward_only_by_hand():
     #   delta_1 = 0 + 0.2 - 0.4 = -0.2                 A_1 = -0.2 + 0.9 * 0.8 = 0.52
     #   delta_0 = 0 + 0.4 - 0.5 = -0.1                 A_0 = -0.1 + 0.9 * 0.52 = 0.368
     rewards, values, mask = torch.tensor([[0.0, 0.0, 1.0]]), torch.tensor([[0.5, 0.4, 0.2]]), torch.ones(1, 3)
-    advantages, returns = gae(rewards, values, mask, gamma=1.0, lam=0.9)
+    advantages, returns = gae(rewards, values, mask, gamma=1.0, gae_lambda=0.9)
     assert advantages.tolist()[0] == pytest.approx([0.368, 0.52, 0.8])
     assert returns.tolist()[0] == pytest.approx([0.868, 0.92, 1.0])
     # lam = 1: Monte-Carlo, A_t = score - V_t; returns = the score everywhere
-    advantages, returns = gae(rewards, values, mask, gamma=1.0, lam=1.0)
+    advantages, returns = gae(rewards, values, mask, gamma=1.0, gae_lambda=1.0)
     assert advantages.tolist()[0] == pytest.approx([0.5, 0.6, 0.8]) and returns.tolist()[0] == pytest.approx([1.0] * 3)
 
 
@@ -32,7 +32,7 @@ def test_gae_with_discount_and_per_token_rewards_by_hand():
     # rewards (-0.1, 0.5), V = (0.3, 0.6), gamma 0.9, lam 0.5
     #   delta_1 = 0.5 - 0.6 = -0.1                     A_1 = -0.1
     #   delta_0 = -0.1 + 0.9 * 0.6 - 0.3 = 0.14        A_0 = 0.14 + 0.9 * 0.5 * -0.1 = 0.095
-    advantages, _ = gae(torch.tensor([[-0.1, 0.5]]), torch.tensor([[0.3, 0.6]]), torch.ones(1, 2), gamma=0.9, lam=0.5)
+    advantages, _ = gae(torch.tensor([[-0.1, 0.5]]), torch.tensor([[0.3, 0.6]]), torch.ones(1, 2), gamma=0.9, gae_lambda=0.5)
     assert advantages.tolist()[0] == pytest.approx([0.095, -0.1])
 
 
@@ -41,7 +41,7 @@ def test_gae_ignores_padding_after_the_last_token():
     rewards = torch.tensor([[0.0, 0.0, 1.0, 7.0, 7.0]])
     values = torch.tensor([[0.5, 0.4, 0.2, 9.0, -9.0]])
     mask = torch.tensor([[1.0, 1.0, 1.0, 0.0, 0.0]])
-    advantages, returns = gae(rewards, values, mask, gamma=1.0, lam=0.9)
+    advantages, returns = gae(rewards, values, mask, gamma=1.0, gae_lambda=0.9)
     assert advantages.tolist()[0] == pytest.approx([0.368, 0.52, 0.8, 0.0, 0.0])
     assert returns.tolist()[0] == pytest.approx([0.868, 0.92, 1.0, 0.0, 0.0])
 
@@ -69,10 +69,10 @@ def test_clipped_policy_loss_by_hand():
     advantages = torch.tensor([[1.0, 1.0, -1.0, -1.0, 50.0]])
     mask = torch.tensor([[1.0, 1.0, 1.0, 1.0, 0.0]])
     loss, stats = policy_loss(torch.log(ratio), old, advantages, mask, clip_range=0.2)
-    assert loss.item() == pytest.approx(0.15) and stats["clipfrac"] == pytest.approx(0.5)
+    assert loss.item() == pytest.approx(0.15) and stats["clipfrac"].item() == pytest.approx(0.5)
     # approx KL (k3) = mean of (r - 1) - log r over the 4 real tokens
     k3 = [(r - 1) - torch.log(torch.tensor(r)).item() for r in (1.5, 0.5, 1.5, 0.5)]
-    assert stats["approx_kl"] == pytest.approx(sum(k3) / 4, rel=1e-5)
+    assert stats["approx_kl"].item() == pytest.approx(sum(k3) / 4, rel=1e-5)
 
 
 def test_policy_loss_gradient_raises_the_probability_of_a_good_token():
@@ -91,7 +91,7 @@ def test_clipped_value_loss_by_hand():
     returns = torch.tensor([[1.0, 0.0, -3.0]])
     mask = torch.tensor([[1.0, 1.0, 0.0]])
     loss, stats = value_loss(values, old, returns, mask, clip_range_value=0.2)
-    assert loss.item() == pytest.approx(0.1625) and stats["value_clipfrac"] == pytest.approx(0.5)
+    assert loss.item() == pytest.approx(0.1625) and stats["value_clipfrac"].item() == pytest.approx(0.5)
 
 
 def test_whitening_and_explained_variance_use_only_real_tokens():
@@ -125,7 +125,7 @@ def test_post_eos_tokens_are_masked_from_generation_and_every_loss():
     from common.generation import generate_ids
     from common.models import load_base_policy
     from common.stage_configs import PPOArgs
-    from sft.sft import lora_config
+    from common.training import lora_config
 
     model, tok = load_base_policy("tiny:llama")
     eos, pad = tok.eos_token_id, tok.pad_token_id

@@ -12,14 +12,14 @@ PRESETS = sorted(str(p) for p in (ROOT / "configs").glob("gpu_*.yaml"))
 @pytest.mark.parametrize("preset", PRESETS)
 def test_gpu_presets_dry_run_every_stage(preset, data_dir):
     from reward.train_rm import main as rm
-    from rl.dpo import main as dpo
     from rl.grpo import main as grpo
+    from rl.pgcl import main as pgcl
     from rl.ppo import main as ppo
     from sft.sft import main as sft
 
     common = ["--config", preset, "--data_dir", str(data_dir), "--dry_run", "true"]
     plans = {"sft": sft(common), "rm": rm(common), "grpo": grpo(common), "ppo": ppo(common),
-             "pgcl": dpo(common + ["--loss", "pgcl"])}
+             "pgcl": pgcl(common)}
     assert plans["sft"]["labeled_rows"] > 1000 and plans["grpo"]["prompts"] > 100
     assert plans["pgcl"]["puns"] > 100 if "pun" in preset else True
     assert "rm_reward" in plans["grpo"]["reward_components"]

@@ -9,7 +9,7 @@ from tests.conftest import TINY
 
 
 def test_sweep_runs_settings_records_failures_and_resumes(run, tmp_path, capsys):
-    from rl.sweep import main as sweep
+    from eval.sweep import main as sweep
 
     run_dir, _ = run
     spec = {"name": "w", "config": TINY, "overrides": {"max_steps": 2}, "eval": {"samples_per_prompt": 1},
@@ -24,7 +24,7 @@ def test_sweep_runs_settings_records_failures_and_resumes(run, tmp_path, capsys)
     assert "no_such_component" in rows[3]["error"]
     sweep_dir = run_dir.parent / "sweeps" / "w"
     table = list(csv.DictReader((sweep_dir / "summary.csv").open()))
-    assert [r["setting"] for r in table] == ["start (sft)", "default", "kl", "broken"] and table[1]["mean_rm_reward"]
+    assert [r["setting"] for r in table] == ["start (sft)", "default", "kl", "broken"] and table[1]["mean_rm"]
     assert any(r["pareto"] == "True" for r in table[1:3]) and table[0]["pareto"] == ""   # the start is no candidate
     report = (sweep_dir / "report.md").read_text()
     assert "![pareto](pareto.png)" in report and "## failed settings" in report

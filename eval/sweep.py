@@ -1,19 +1,20 @@
-"""Reward-weight experiments: one GRPO run per setting from the same SFT start, seed and prompts, each evaluated on
+"""Reward-weight experiments: one RL run per setting from the same SFT start, seed and prompts, each evaluated on
 the same held-out prompts, compared in one table and on a Pareto plot (RM score vs coverage vs Dist-2).
 
-    python rl/sweep.py configs/sweeps/cpu_default_weights.yaml [--data_dir ../shared/data ...]
+    python eval/sweep.py configs/sweeps/cpu_default_weights.yaml [--data_dir ../shared/data ...]
 
 The sweep file:
     name: weights                       # outputs under <runs_dir>/sweeps/<name>/
     config: configs/cpu_default.yaml    # the base preset; SFT and RM come from its run (<runs_dir>/<run_name>/)
-    overrides: {max_steps: 20}          # for every setting (any GRPO field)
-    eval: {samples_per_prompt: 2}       # optional: evaluation settings (eval/generate.py fields)
-    settings:                           # name -> GRPO fields that differ
+    stage: grpo                         # optional: the RL stage each setting runs (grpo or ppo; default grpo)
+    overrides: {max_steps: 20}          # for every setting (any field of that stage)
+    eval: {samples_per_prompt: 2}       # optional: evaluation settings (eval/evaluate.py fields)
+    settings:                           # name -> stage fields that differ
       seed: {reward_weights: seed}
       rm_heavy: {reward_weights: {headline: {...}, words: {...}}}
       kl_0.1: {kl_beta: 0.1}
-The SFT policy itself is evaluated once (<sweep>/start/) as the reference row. Extra command-line flags go to every run (after the overrides). Each setting's GRPO run writes
-<sweep>/<setting>/grpo/ (TensorBoard in its tb/, so `tensorboard --logdir <sweep>` overlays all runs) and its
+The SFT policy itself is evaluated once (<sweep>/start/) as the reference row. Extra command-line flags go to every
+run (after the overrides). Each setting's RL run writes <sweep>/<setting>/<stage>/ (TensorBoard in its tb/, so `tensorboard --logdir <sweep>` overlays all runs) and its
 evaluation <sweep>/<setting>/eval.json. A setting with eval.json is skipped when the sweep is run again (resume);
 one that fails is recorded with its error and the sweep goes on. Every setting's samples are scored with the base
 config's weights, so the composite column compares like with like.
@@ -22,6 +23,8 @@ config's weights, so the composite column compares like with like.
 from __future__ import annotations
 
 import csv
+import dataclasses
+import importlib
 import json
 import sys
 import time
@@ -31,16 +34,19 @@ from pathlib import Path
 import yaml
 
 from common.config import parse_config
+from common.io import atomic_write_text, write_jsonl
 from common.models import load_policy
-from common.runs import atomic_write_text, set_seed
-from common.stage_configs import GenerateArgs
-from eval.generate import generate_rows, held_out_prompts, write_jsonl
+from common.stage_configs import EvalArgs
+from common.stages import RL_STAGES, stage
+from common.training import set_seed
+from data.loaders import rl_prompt_split
 from eval.metrics import summarize
-from reward.composite import load_scorer
+from reward.composite import build_scorer
+from rl.rollouts import generate_rows
 
-# the objectives of the Pareto front, all maximised
-OBJECTIVES = ("mean_rm_reward", "coverage", "dist2_corpus")
-COLUMNS = ("setting", "status", "mean_rm_reward", "coverage", "structure_success", "dist2_corpus", "mean_total",
+# the objectives of the Pareto front, all maximised (mean_rm: the mean of the config's rm_component)
+OBJECTIVES = ("mean_rm", "coverage", "dist2_corpus")
+COLUMNS = ("setting", "status", "mean_rm", "coverage", "structure_success", "dist2_corpus", "mean_total",
            "stop_rate", "script_drift_rate", "repetition_rate", "mean_length", "kl_last", "train_reward_last",
            "pareto", "wall_time_s")
 
@@ -49,12 +55,14 @@ def read_sweep(path: Path) -> dict:
     spec = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
     for key in ("name", "config", "settings"):
         if key not in spec:
-            raise ValueError(f"{path}: missing '{key}' (see rl/sweep.py's docstring for the format)")
+            raise ValueError(f"{path}: missing '{key}' (see eval/sweep.py's docstring for the format)")
     if not isinstance(spec["settings"], dict) or not spec["settings"]:
-        raise ValueError(f"{path}: 'settings' must map setting names to GRPO fields")
+        raise ValueError(f"{path}: 'settings' must map setting names to fields of the RL stage")
+    if spec.get("stage", "grpo") not in RL_STAGES:
+        raise ValueError(f"{path}: 'stage' must be one of {list(RL_STAGES)}, got {spec['stage']!r}")
     for name, fields in spec["settings"].items():
         if not isinstance(fields, dict):
-            raise ValueError(f"{path}: setting '{name}' must be a mapping of GRPO fields, got {fields!r}")
+            raise ValueError(f"{path}: setting '{name}' must be a mapping of stage fields, got {fields!r}")
     return spec
 
 
@@ -66,11 +74,9 @@ def as_flags(fields: dict) -> list[str]:
     return flags
 
 
-def generate_flags(flags: list[str]) -> list[str]:
-    """The `--field value` pairs that the evaluation config (GenerateArgs) knows: data, run, weights, sampling."""
-    import dataclasses
-
-    known = {f.name for f in dataclasses.fields(GenerateArgs)}
+def eval_flags(flags: list[str]) -> list[str]:
+    """The `--field value` pairs that the evaluation config (EvalArgs) knows: data, run, weights, sampling."""
+    known = {f.name for f in dataclasses.fields(EvalArgs)}
     pairs = list(zip(flags[::2], flags[1::2]))
     return [x for key, value in pairs if key.removeprefix("--") in known for x in (key, value)]
 
@@ -87,12 +93,12 @@ def pareto_front(rows: list[dict], objectives=OBJECTIVES) -> list[bool]:
     return [not any(dominates(o, r) for o in rows if o is not r) for r in rows]
 
 
-def evaluate_setting(cfg: GenerateArgs, adapters: list[Path], fns: dict, out: Path) -> dict:
+def evaluate_setting(cfg: EvalArgs, adapters: list[Path], fns: dict, out: Path) -> dict:
     model, tokenizer = load_policy(cfg.policy_model, adapters)
     set_seed(cfg.seed)
-    rows = generate_rows(model, tokenizer, held_out_prompts(cfg), cfg, fns, cfg.samples_per_prompt, cfg.gen_batch_size)
+    rows = generate_rows(model, tokenizer, rl_prompt_split(cfg)[1], cfg, fns, cfg.samples_per_prompt, cfg.gen_batch_size)
     write_jsonl(out / "samples.jsonl", rows)
-    return summarize(rows)
+    return summarize(rows, cfg)
 
 
 def plot_front(rows: list[dict], path: Path, title: str) -> Path:
@@ -101,7 +107,7 @@ def plot_front(rows: list[dict], path: Path, title: str) -> Path:
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
-    for ax, (x, y) in zip(axes, (("coverage", "mean_rm_reward"), ("dist2_corpus", "mean_rm_reward"))):
+    for ax, (x, y) in zip(axes, (("coverage", "mean_rm"), ("dist2_corpus", "mean_rm"))):
         points = ax.scatter([r[x] for r in rows], [r[y] for r in rows], c=[r["dist2_corpus"] for r in rows],
                             cmap="viridis", s=[90 if r["pareto"] else 40 for r in rows],
                             edgecolors=["red" if r["pareto"] else "none" for r in rows], linewidths=1.5)
@@ -156,22 +162,22 @@ def write_results(sweep_dir: Path, spec: dict, results: dict[str, dict]) -> list
 def main(argv: list[str] | None = None) -> list[dict]:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0].startswith("--"):
-        raise SystemExit("usage: python rl/sweep.py SWEEP.yaml [--field value ...]")
-    from rl.grpo import main as grpo
-
+        raise SystemExit("usage: python eval/sweep.py SWEEP.yaml [--field value ...]")
     sweep_file, extra = Path(argv[0]), argv[1:]
     spec = read_sweep(sweep_file)
+    rl_stage = stage(spec.get("stage", "grpo"))
+    train = importlib.import_module(rl_stage.module).main         # the stage's entry point, from the stage list
     base = ["--config", spec["config"]]
-    eval_cfg = parse_config(GenerateArgs, "eval", base + generate_flags(extra) + as_flags(spec.get("eval", {})))
+    eval_cfg = parse_config(EvalArgs, "eval", base + eval_flags(extra) + as_flags(spec.get("eval", {})))
     sweep_dir = Path(eval_cfg.runs_dir) / "sweeps" / spec["name"]
     sweep_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_text(sweep_dir / "sweep.yaml", yaml.safe_dump(spec, sort_keys=False, allow_unicode=True))
-    run_dir = Path(eval_cfg.runs_dir) / eval_cfg.run_name
+    run_dir = eval_cfg.run_dir()
     sft_dir, rm_dir = run_dir / "sft" / "final", eval_cfg.reward_model_dir()
     for needed in (sft_dir, rm_dir):
         if not needed.is_dir():
             raise SystemExit(f"sweep: {needed} not found; run SFT and the reward model of run '{eval_cfg.run_name}' first")
-    fns = load_scorer(eval_cfg)
+    fns = build_scorer(eval_cfg)
 
     results: dict[str, dict] = {}
     start_file = sweep_dir / "start" / "eval.json"       # the SFT policy every setting starts from, for reference
@@ -189,15 +195,15 @@ def main(argv: list[str] | None = None) -> list[dict]:
             continue
         started = time.time()
         try:
-            grpo_dir = out / "grpo"
-            if not (grpo_dir / "summary.json").is_file():
-                print(f"[sweep] {name}: GRPO with {fields}")
-                grpo(base + as_flags(spec.get("overrides", {})) + as_flags(fields) + extra
-                     + ["--output_dir", str(grpo_dir), "--sft_adapter", str(sft_dir), "--reward_model", str(rm_dir)])
-            train = json.loads((grpo_dir / "summary.json").read_text())
-            metrics = evaluate_setting(eval_cfg, [sft_dir, grpo_dir / "final"], fns, out)
-            result = {"status": "done", **metrics, "kl_last": train.get("kl_last"),
-                      "train_reward_last": train.get("reward_last"), "fields": fields,
+            stage_dir = out / rl_stage.name
+            if not (stage_dir / "summary.json").is_file():
+                print(f"[sweep] {name}: {rl_stage.name} with {fields}")
+                train(base + as_flags(spec.get("overrides", {})) + as_flags(fields) + extra
+                      + ["--output_dir", str(stage_dir), "--sft_adapter", str(sft_dir), "--reward_model", str(rm_dir)])
+            trained = json.loads((stage_dir / "summary.json").read_text())
+            metrics = evaluate_setting(eval_cfg, [sft_dir, stage_dir / "final"], fns, out)
+            result = {"status": "done", **metrics, "kl_last": trained.get("kl_last"),
+                      "train_reward_last": trained.get("reward_last"), "fields": fields,
                       "wall_time_s": round(time.time() - started, 1)}
             atomic_write_text(result_file, json.dumps(result, indent=2))
         except Exception as e:           # a failed setting is recorded; the others still run

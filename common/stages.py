@@ -1,0 +1,48 @@
+"""The one list of the pipeline's stages and tools: name, entry point, config class, what it leaves behind.
+
+Presets (common/config.py) read their sections from it, evaluation takes its default policies and report rows from
+it, and sweeps find the RL stage they run in it. A stage's entry point is `main(argv)` in `module`; its outputs go
+to <runs_dir>/<run_name>/<name>/.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from common.stage_configs import (DPOArgs, EvalArgs, GenerateArgs, GRPOArgs, PGCLArgs, PPOArgs, RMArgs, ScoreArgs,
+                                  SFTArgs)
+
+
+@dataclass(frozen=True)
+class Stage:
+    name: str        # its directory under the run, and its name as a policy ('sft', 'grpo', ...)
+    module: str      # the entry point: python -m <module>, or <module>.main(argv)
+    config: type     # its dataclass
+    section: str     # its section in a YAML preset (dpo and dpop share 'dpo')
+    output: str      # 'adapter' (a policy), 'reward_model' or 'report'
+
+
+STAGES = (
+    Stage("sft", "sft.sft", SFTArgs, "sft", "adapter"),
+    Stage("rm", "reward.train_rm", RMArgs, "rm", "reward_model"),
+    Stage("grpo", "rl.grpo", GRPOArgs, "grpo", "adapter"),
+    Stage("ppo", "rl.ppo", PPOArgs, "ppo", "adapter"),
+    Stage("dpo", "rl.dpo", DPOArgs, "dpo", "adapter"),
+    Stage("dpop", "rl.dpo", DPOArgs, "dpo", "adapter"),
+    Stage("pgcl", "rl.pgcl", PGCLArgs, "pgcl", "adapter"),
+    Stage("eval", "eval.evaluate", EvalArgs, "eval", "report"),
+)
+# tools that read a preset section of their own but leave no stage directory behind
+TOOL_SECTIONS = {"score": ScoreArgs, "generate": GenerateArgs}
+
+# preset section -> config class (a section's keys must be fields of its class)
+SECTIONS = {**{s.section: s.config for s in STAGES}, **TOOL_SECTIONS}
+POLICY_STAGES = tuple(s.name for s in STAGES if s.output == "adapter")
+RL_STAGES = ("grpo", "ppo")
+
+
+def stage(name: str) -> Stage:
+    for s in STAGES:
+        if s.name == name:
+            return s
+    raise ValueError(f"unknown stage {name!r}; valid: {[s.name for s in STAGES]}")

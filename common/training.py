@@ -1,0 +1,48 @@
+"""What every training stage sets up the same way: seeds, the process that writes, precision, the Trainer's
+arguments and the LoRA adapter."""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import torch
+from accelerate import PartialState
+from peft import LoraConfig
+
+
+def set_seed(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def is_main_process() -> bool:
+    """True on the process that writes files (rank 0 under `accelerate launch`; always in a single process)."""
+    # the first PartialState fixes the process group for the run: on a CPU it must know it is one (as the
+    # Trainer's use_cpu does), or torchrun's ranks each see a world of size 1
+    return PartialState(cpu=not torch.cuda.is_available()).is_main_process
+
+
+def use_bf16(setting: bool | None) -> bool:
+    """The bf16 setting resolved: explicit, else a GPU or a CPU with native bf16 dot products (AVX512-BF16)."""
+    if setting is not None:
+        return setting
+    return torch.cuda.is_available() or torch.cpu._is_avx512_bf16_supported()
+
+
+def trainer_kwargs(config, stage_dir) -> dict:
+    """The TrainingArguments every Trainer stage shares (TRL's configs subclass it): steps, batch, lr, logging,
+    checkpoints, seed, device and precision. TensorBoard goes through common.tb.tensorboard_callback, not report_to."""
+    on_gpu = torch.cuda.is_available()
+    length = {"max_steps": -1, "num_train_epochs": config.epochs} if config.epochs else {"max_steps": config.max_steps}
+    return dict(output_dir=str(stage_dir), **length, per_device_train_batch_size=config.batch_size,
+                learning_rate=config.learning_rate, warmup_steps=config.warmup_steps,
+                logging_steps=config.logging_steps, save_steps=config.save_steps, save_total_limit=2,
+                report_to="none", seed=config.seed, use_cpu=not on_gpu, bf16=use_bf16(getattr(config, "bf16", None)))
+
+
+def lora_config(cfg) -> LoraConfig:
+    """The LoRA adapter of a policy stage (LoRAArgs)."""
+    return LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
+                      target_modules=cfg.lora_target_modules, task_type="CAUSAL_LM")

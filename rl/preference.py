@@ -1,0 +1,190 @@
+"""What the offline preference stages share (rl/dpo.py: DPO, DPOP; rl/pgcl.py: PGCL): one trainer for our own
+losses, one training run for any of them, sampling the policy's own completions, and the examples on disk.
+
+policy = base + adapters merged + a fresh LoRA; reference = the same with the LoRA disabled.
+- TRL's DPOTrainer runs plain DPO (loss_type sigmoid).
+- `PreferenceTrainer`, a transformers Trainer, runs any loss function of rl/losses.py over K ranked completions
+  per prompt. It tokenizes exactly as TRL does (checked by a test), so DPO and DPOP runs on the same pairs compare
+  like for like.
+Both engines log rewards/{chosen,rejected,margins,accuracies} and logps/{chosen,rejected}: the chosen sequence
+log-prob is what DPO lets fall and DPOP holds up.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from pathlib import Path
+from typing import Callable
+
+import torch
+from datasets import Dataset
+from peft import get_peft_model
+from transformers import Trainer, TrainingArguments
+from trl import DPOConfig, DPOTrainer
+
+from common.generation import adds_special_tokens, sample_completions, stop_token_ids
+from common.io import write_jsonl
+from common.logprobs import token_logprobs
+from common.models import load_policy, save_stage_adapter
+from common.tb import tensorboard_callback
+from common.training import lora_config, trainer_kwargs, use_bf16
+from common.update_check import UpdateSentinel, causal_lm_probe
+from data.loaders import TaskPrompt, sample_texts
+from data.preferences import PreferenceExample, example_prompt, pun_ok, structure_ok, write_preferences
+from data.prompts import completion_prefix, format_for_model, prompt_text
+
+# loss_fn(pi, ref) -> (loss, stats): pi and ref (B, K) summed completion log-probs, completions best first
+PreferenceLoss = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, dict]]
+
+
+def common_prefix_length(a: list[int], b: list[int]) -> int:
+    n = 0
+    while n < min(len(a), len(b)) and a[n] == b[n]:
+        n += 1
+    return n
+
+
+def tokenize_example(tokenizer, prompt: str, completions: list[str], max_length: int) -> dict:
+    """As TRL's DPOTrainer: completion + EOS appended to the prompt text, the completion starting where the
+    tokenized prompt and prompt + completion diverge; truncated at the end to max_length."""
+    special = adds_special_tokens(tokenizer, [prompt])
+    prompt_ids = tokenizer(prompt, add_special_tokens=special)["input_ids"]
+    fulls = [tokenizer(prompt + c + tokenizer.eos_token, add_special_tokens=special)["input_ids"] for c in completions]
+    start = min(common_prefix_length(prompt_ids, f) for f in fulls)
+    return {"prompt_ids": prompt_ids[:start], "completion_ids": [f[start:][:max(1, max_length - start)] for f in fulls]}
+
+
+def collate(pad_id: int):
+    """Examples of K completions -> B*K right-padded sequences, ordered [ex0 c0, ex0 c1, ..., ex1 c0, ...]."""
+    def fn(examples: list[dict]) -> dict[str, torch.Tensor]:
+        seqs = [(ex["prompt_ids"], c) for ex in examples for c in ex["completion_ids"]]
+        length = max(len(p) + len(c) for p, c in seqs)
+        input_ids = torch.full((len(seqs), length), pad_id)
+        attention_mask = torch.zeros((len(seqs), length), dtype=torch.long)
+        completion_mask = torch.zeros((len(seqs), length), dtype=torch.long)
+        for i, (p, c) in enumerate(seqs):
+            input_ids[i, :len(p) + len(c)] = torch.tensor(p + c)
+            attention_mask[i, :len(p) + len(c)] = 1
+            completion_mask[i, len(p):len(p) + len(c)] = 1
+        return {"input_ids": input_ids, "attention_mask": attention_mask, "completion_mask": completion_mask,
+                "num_completions": torch.tensor(len(examples[0]["completion_ids"]))}
+    return fn
+
+
+def sequence_logps(model, batch: dict) -> torch.Tensor:
+    """Sum of the completion tokens' log-probs, (N,)."""
+    logprobs, _, _ = token_logprobs(model, batch["input_ids"], batch["attention_mask"])        # (N, L-1)
+    return (logprobs * batch["completion_mask"][:, 1:]).sum(dim=1)
+
+
+class PreferenceTrainer(Trainer):
+    """Trainer whose loss is `loss_fn(pi, ref)` over K ranked completions per prompt (K = 2 for DPOP's chosen and
+    rejected, 3 for PGCL's gold, y*, fail); `beta` only turns log-ratios into the logged implicit rewards."""
+
+    def __init__(self, *args, loss_fn: PreferenceLoss, beta: float, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.loss_fn, self.beta = loss_fn, beta
+        self._metrics: dict[str, list[float]] = defaultdict(list)
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        k = int(inputs.pop("num_completions"))
+        pi = sequence_logps(model, inputs).view(-1, k)                   # (B, K)
+        with torch.no_grad(), self.accelerator.unwrap_model(model).disable_adapter():
+            ref = sequence_logps(model, inputs).view(-1, k)              # (B, K)
+        loss, stats = self.loss_fn(pi, ref)
+        rewards = self.beta * (pi - ref).detach()                        # (B, K) implicit rewards
+        m = self._metrics
+        if "chosen_drop" in stats:
+            m["dpop/chosen_drop"].append(stats["chosen_drop"].item())
+        m["rewards/chosen"].append(rewards[:, 0].mean().item())
+        m["rewards/rejected"].append(rewards[:, -1].mean().item())
+        m["rewards/margins"].append((rewards[:, 0] - rewards[:, -1]).mean().item())
+        m["rewards/accuracies"].append((rewards[:, 0] > rewards[:, -1]).float().mean().item())
+        m["logps/chosen"].append(pi[:, 0].mean().item())
+        m["logps/rejected"].append(pi[:, -1].mean().item())
+        if k == 3:
+            m["rewards/middle"].append(rewards[:, 1].mean().item())
+            m["logps/middle"].append(pi[:, 1].mean().item())
+        return loss
+
+    def log(self, logs: dict, start_time: float | None = None) -> None:
+        logs.update({key: sum(v) / len(v) for key, v in self._metrics.items() if v})
+        self._metrics.clear()
+        super().log(logs, start_time)
+
+
+def train_preferences(cfg, loss_fn: PreferenceLoss | None, stage: str, examples: list[PreferenceExample], out: Path,
+                      resume: str | None, adapters: list[Path], max_steps: int) -> dict:
+    """Train a fresh LoRA on base + adapters (merged; the reference) and save <out>/final atomically.
+    loss_fn None: TRL's DPOTrainer (DPO); else PreferenceTrainer with that loss."""
+    model, tokenizer = load_policy(cfg.policy_model, adapters)
+    stop_token_ids(model, tokenizer)
+    prefix = completion_prefix(tokenizer)
+    prompts = [format_for_model(tokenizer, example_prompt(ex)) for ex in examples]
+    tensorboard = tensorboard_callback(out)
+    kwargs = {**trainer_kwargs(cfg, out), "max_steps": max_steps}
+    if loss_fn is None:
+        data = Dataset.from_dict({"prompt": prompts, "chosen": [prefix + ex.completions[0] for ex in examples],
+                                  "rejected": [prefix + ex.completions[-1] for ex in examples]})
+        trainer = DPOTrainer(model=model, args=DPOConfig(**kwargs, beta=cfg.beta, loss_type=["sigmoid"],
+                                                         max_length=cfg.max_length),
+                             processing_class=tokenizer, train_dataset=data, peft_config=lora_config(cfg),
+                             callbacks=[tensorboard])
+    else:
+        tokenized = [tokenize_example(tokenizer, p, [prefix + c for c in ex.completions], cfg.max_length)
+                     for p, ex in zip(prompts, examples)]
+        trainer = PreferenceTrainer(
+            model=get_peft_model(model, lora_config(cfg)),
+            args=TrainingArguments(**kwargs, remove_unused_columns=False), train_dataset=Dataset.from_list(tokenized),
+            data_collator=collate(tokenizer.pad_token_id), callbacks=[tensorboard], loss_fn=loss_fn, beta=cfg.beta)
+    sentinel = UpdateSentinel(trainer.model, causal_lm_probe(tokenizer, sample_texts()[:4]))
+    trainer.train(resume_from_checkpoint=resume)
+    moved = sentinel.check(trainer.model, stage, trainer.state.global_step)
+    save_stage_adapter(out / "final", trainer.model, tokenizer, cfg.policy_model, parent=Path(adapters[-1]))
+    history = [h for h in trainer.state.log_history if "logps/chosen" in h]
+    return {"trainer": trainer, "tokenizer": tokenizer, "update_check": moved, "history": history,
+            "steps": trainer.state.global_step}
+
+
+def trend(history: list[dict], key: str, n: int = 3) -> tuple[float | None, float | None]:
+    """Mean of the first and of the last n logged values of key (single steps are noisy)."""
+    values = [h[key] for h in history if key in h]
+    if not values:
+        return None, None
+    return sum(values[:n]) / len(values[:n]), sum(values[-n:]) / len(values[-n:])
+
+
+# ---------------------------------------------------------------- the policy's own samples
+
+
+def sample_texts_for(cfg, adapters: list[Path], tasks: list[TaskPrompt], samples: int) -> list[dict]:
+    """`samples` completions of every task by base + adapters: rows {id, text}."""
+    model, tokenizer = load_policy(cfg.policy_model, adapters)
+    expanded = [t for t in tasks for _ in range(samples)]
+    out = sample_completions(model, tokenizer, [format_for_model(tokenizer, prompt_text(t)) for t in expanded],
+                             cfg.max_new_tokens, cfg.temperature, cfg.top_p, batch_size=16,
+                             max_prompt_tokens=cfg.max_prompt_tokens, bf16=use_bf16(cfg.bf16))
+    return [{"id": t.id, "text": s.text} for t, s in zip(expanded, out)]
+
+
+def structure_success(rows: list[dict], tasks: list[TaskPrompt], cfg) -> dict[str, float]:
+    """Share of samples with the pun word ('word_present') and share passing the PGCL check too ('ok': the word
+    present and the text not one phrase repeated, by cfg's repetition_threshold and repetition_ngram)."""
+    by_id = {t.id: t for t in tasks}
+    n = max(1, len(rows))
+    return {"word_present": sum(structure_ok(r["text"], by_id[r["id"]]) for r in rows) / n,
+            "ok": sum(pun_ok(r["text"], by_id[r["id"]], cfg.repetition_threshold, cfg.repetition_ngram)
+                      for r in rows) / n}
+
+
+def measure_structure(cfg, adapters: list[Path], tasks: list[TaskPrompt], out: Path, name: str) -> dict[str, float]:
+    """Sample the held-out pun prompts twice with base + adapters, keep the samples, return structure_success."""
+    rows = sample_texts_for(cfg, adapters, tasks, 2)
+    write_jsonl(out / f"structure_{name}.jsonl", rows)
+    return structure_success(rows, tasks, cfg)
+
+
+def write_examples(out: Path, name: str, examples: list[PreferenceExample]) -> None:
+    """The examples a stage trained on, in both interchange formats."""
+    write_preferences(out / f"{name}.swift.jsonl", examples, "swift")
+    write_preferences(out / f"{name}.llamafactory.jsonl", examples, "llamafactory")
