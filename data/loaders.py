@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 SAMPLE_DIR = Path(__file__).parent / "sample"
+DEMO_DIR = Path(__file__).parent / "demo"          # ColBERT (MIT) subset + word pairs: the CPU demo's data
+SHIPPED_SOURCES = ("sample", "demo")               # sources that ship with the project (no --data_dir)
 LANGS = ("en", "es", "zh")
 csv.field_size_limit(sys.maxsize)
 
@@ -89,15 +91,24 @@ def read_labeled_table(path: Path, text_col: str, label_col: str, lang: str, sou
 
 # ---------------------------------------------------------------- labeled sources
 
-def load_sample_labeled(data_dir: Path | None = None) -> list[LabeledText]:
-    path = SAMPLE_DIR / "labeled.tsv"
+def read_labeled_tsv(path: Path, source: str) -> list[LabeledText]:
+    """The shipped labeled format: lang, label (1 humor / 0 not), text; tab-separated, no quoting."""
     out = []
     for line, row in _rows(path, "\t", csv.QUOTE_NONE, required=("lang", "label", "text")):
         if row["lang"] not in LANGS:
             raise ValueError(f"{path}:{line}: 'lang' must be one of {LANGS}, got {row['lang']!r}")
         out.append(LabeledText(_text(row["text"], path, line, "text"), _label(row["label"], path, line, "label"),
-                               row["lang"], "sample", f"sample:{line}"))
+                               row["lang"], source, f"{source}:{line}"))
     return out
+
+
+def load_sample_labeled(data_dir: Path | None = None) -> list[LabeledText]:
+    return read_labeled_tsv(SAMPLE_DIR / "labeled.tsv", "sample")
+
+
+def load_demo_labeled(data_dir: Path | None = None) -> list[LabeledText]:
+    """4,000 ColBERT rows (2,000 jokes, 2,000 news headlines) shipped in data/demo (MIT; see its README)."""
+    return read_labeled_tsv(DEMO_DIR / "labeled.tsv", "demo")
 
 
 def load_colbert(data_dir: Path) -> list[LabeledText]:
@@ -117,7 +128,7 @@ def load_haha2021(data_dir: Path) -> list[LabeledText]:
                               id_col="id")
 
 
-LABELED_SOURCES = {"sample": load_sample_labeled, "colbert": load_colbert, "ccl2019": load_ccl2019,
+LABELED_SOURCES = {"sample": load_sample_labeled, "demo": load_demo_labeled, "colbert": load_colbert, "ccl2019": load_ccl2019,
                    "haha2021": load_haha2021}
 
 
@@ -147,6 +158,11 @@ def load_sample_prompts(data_dir: Path | None = None) -> list[TaskPrompt]:
     return read_task_tsv(SAMPLE_DIR / "prompts.tsv")
 
 
+def load_demo_prompts(data_dir: Path | None = None) -> list[TaskPrompt]:
+    """600 English prompts shipped in data/demo: 300 ColBERT news headlines, 300 pairs of unrelated nouns."""
+    return read_task_tsv(DEMO_DIR / "prompts.tsv")
+
+
 def load_mwahaha_test(data_dir: Path) -> list[TaskPrompt]:
     return [p for lang in LANGS for p in read_task_tsv(data_dir / "mwahaha" / "test" / f"task-a-{lang}.tsv")]
 
@@ -155,7 +171,7 @@ def load_mwahaha_dev(data_dir: Path) -> list[TaskPrompt]:
     return [p for lang in ("en", "es") for p in read_task_tsv(data_dir / "mwahaha" / "dev" / f"task-a-{lang}.tsv")]
 
 
-PROMPT_SOURCES = {"sample": load_sample_prompts, "mwahaha_test": load_mwahaha_test, "mwahaha_dev": load_mwahaha_dev}
+PROMPT_SOURCES = {"sample": load_sample_prompts, "demo": load_demo_prompts, "mwahaha_test": load_mwahaha_test, "mwahaha_dev": load_mwahaha_dev}
 
 
 # ---------------------------------------------------------------- selection
@@ -169,7 +185,7 @@ def _select(loaders: dict, sources: list[str], data_dir, langs, max_rows_per_sou
         raise ValueError(f"unknown language(s) {bad_langs}; valid: {LANGS}")
     rows = []
     for source in sources:
-        if source != "sample" and data_dir is None:
+        if source not in SHIPPED_SOURCES and data_dir is None:
             raise ValueError(f"{kind} source '{source}' needs --data_dir (the directory holding the real data sets)")
         found = [r for r in loaders[source](Path(data_dir) if data_dir else None) if r.lang in langs]
         if max_rows_per_source is not None and len(found) > max_rows_per_source:

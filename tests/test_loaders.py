@@ -1,7 +1,12 @@
+from pathlib import Path
+
 import pytest
 
 from data.loaders import (load_labeled, load_prompts, load_sample_labeled, load_sample_prompts, read_labeled_table,
                           read_task_tsv, split_prompts)
+
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def write(path, text):
@@ -76,3 +81,23 @@ def test_held_out_split_is_disjoint_and_has_both_types():
     train, held = split_prompts(prompts, 4, seed=0)
     assert len(held) == 4 and {p.prompt_type for p in held} == {"words", "headline"}
     assert not {p.id for p in train} & {p.id for p in held} and len(train) + len(held) == len(prompts)
+
+
+def test_the_shipped_demo_set_feeds_the_cpu_default_with_nothing_beside_the_clone():
+    """Issue 14: the main job runs on a bare clone. The demo set ships in data/demo (ColBERT, MIT) and the CPU
+    default gives GRPO >= 200 training prompts of each type and >= 32 held out, without --data_dir."""
+    from common.config import parse_config
+    from common.stage_configs import GRPOArgs
+    from data.loaders import DEMO_DIR, prompt_plan
+
+    labeled = load_labeled(["demo"], None, ["en"])
+    assert len(labeled) == 4000 and sum(r.label for r in labeled) == 2000
+    prompts = load_prompts(["demo"], None, ["en"])
+    assert {t: sum(p.prompt_type == t for p in prompts) for t in ("words", "headline")} == {"words": 300, "headline": 300}
+    assert not {p.headline for p in prompts if p.headline} & {r.text for r in labeled}     # no prompt is a training text
+    assert (DEMO_DIR / "LICENSE-ColBERT").read_text().startswith("MIT License")
+    cfg = parse_config(GRPOArgs, "grpo", ["--config", str(ROOT / "configs" / "cpu_default.yaml")])
+    assert cfg.data_dir is None and cfg.prompt_sources == ["demo"]
+    plan = prompt_plan(cfg)
+    assert plan["train_prompts"]["words"] >= 200 and plan["train_prompts"]["headline"] >= 200
+    assert plan["held_out_prompts"]["total"] >= 32
