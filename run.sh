@@ -13,9 +13,13 @@ args=("$@")
 if [[ " ${args[*]-} " != *" --config "* ]]; then
   args=(--config configs/cpu_default.yaml "${args[@]}")
 fi
+# the flags go to every stage as shared preset keys: each stage takes those it knows
+preset=$(mktemp --suffix .yaml)
+trap 'rm -f "$preset"' EXIT
+python scripts/pipeline_preset.py "$preset" "${args[@]}"
 for stage in sft/sft.py reward/train_rm.py rl/grpo.py eval/evaluate.py; do
   echo "=== $stage ${args[*]}"
   start=$(date +%s)
-  python "$stage" "${args[@]}"
+  python "$stage" --config "$preset"
   echo "=== $stage took $(( $(date +%s) - start )) s"
 done

@@ -160,8 +160,8 @@ def _time_steps(trainer, methods: dict[str, str]) -> dict[str, float]:
     return {k: sum(d[k] for d in deltas) / len(deltas) for k in deltas[0]}
 
 
-def bench_rm(cfg, n: int = 256) -> None:
-    texts = [r.text for r in load_labeled(cfg.labeled_sources, cfg.data_dir, cfg.langs, n, cfg.seed)][:n]
+def bench_rm(cfg, labeled_sources: list, n: int = 256) -> None:
+    texts = [r.text for r in load_labeled(labeled_sources, cfg.data_dir, cfg.langs, n, cfg.seed)][:n]
     judge = build_scorer(cfg, [cfg.rm_component])[cfg.rm_component]
     tasks = load_prompts(cfg.prompt_sources, cfg.data_dir, cfg.langs, None, cfg.seed)
     columns = task_columns([tasks[i % len(tasks)] for i in range(len(texts))])
@@ -176,15 +176,18 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", default=str(ROOT / "configs" / "cpu_default.yaml"))
     parser.add_argument("--run_name", default="cpu_default", help="Finished run whose SFT adapter and RM to use.")
-    parser.add_argument("--data_dir", default=str(ROOT.parent / "shared" / "data"))
+    parser.add_argument("--data_dir", default=str(ROOT.parent / "shared" / "data"),
+                        help="The full data sets, when there (ColBERT texts, MWAHAHA prompts); else the shipped demo set.")
     parser.add_argument("--steps", type=int, default=3, help="GRPO steps timed (after one warm-up step).")
     parser.add_argument("--skip", default="", help="Comma-separated parts to skip: generation, compile, grpo, rm.")
     args = parser.parse_args()
     skip = set(filter(None, args.skip.split(",")))
 
     argv = ["--config", args.config, "--run_name", args.run_name]
+    labeled_sources = ["demo"]
     if Path(args.data_dir).is_dir():
-        argv += ["--data_dir", args.data_dir, "--labeled_sources", "[colbert]", "--prompt_sources", "[mwahaha_dev]"]
+        argv += ["--data_dir", args.data_dir, "--prompt_sources", "[mwahaha_dev]"]
+        labeled_sources = ["colbert"]
     cfg = parse_config(GRPOArgs, "grpo", argv)
     sft_dir = cfg.previous_stage_dir("sft") / "final"
     if not sft_dir.is_dir() or not cfg.reward_model_dir().is_dir():
@@ -197,7 +200,7 @@ def main() -> None:
     if "grpo" not in skip:
         bench_grpo_step(cfg, args.steps, out_root)
     if "rm" not in skip:
-        bench_rm(cfg)
+        bench_rm(cfg, labeled_sources)
     print(f"\n## 4. memory\n\npeak RSS {peak_rss_gb():.2f} GB")
 
 

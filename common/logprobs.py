@@ -20,6 +20,6 @@ def token_logprobs(model, input_ids: torch.Tensor, attention_mask: torch.Tensor 
     out = model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
                 output_hidden_states=hidden_states, logits_to_keep=T + 1)
     logits = out.logits[:, :-1].float() / temperature                    # (B, T, V): position t predicts token t + 1
-    logprobs = torch.log_softmax(logits, dim=-1).gather(-1, input_ids[:, -T:].unsqueeze(-1)).squeeze(-1)   # (B, T)
+    logprobs = torch.log_softmax(logits, dim=-1).gather(-1, input_ids[:, input_ids.shape[1] - T:].unsqueeze(-1)).squeeze(-1)   # (B, T)
     hidden = out.hidden_states[-1][:, -T - 1:-1] if hidden_states else None                               # (B, T, H)
     return logprobs, logits, hidden

@@ -18,7 +18,9 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+import huggingface_hub
 import torch
+from huggingface_hub.errors import HFValidationError, LocalEntryNotFoundError
 from peft import PeftModel
 from tokenizers import Tokenizer, decoders, pre_tokenizers, processors, trainers
 from tokenizers.models import BPE
@@ -199,19 +201,43 @@ def ensure_pad_token(tokenizer, model) -> None:
         model.generation_config.pad_token_id = tokenizer.pad_token_id
 
 
-def load_base_policy(spec: str, use_unsloth: bool = False):
-    """(model, tokenizer) for a causal LM spec, in fp32 on CPU (bf16 on GPU is the trainer's business);
-    through unsloth's FastLanguageModel (bf16, GPU only) when use_unsloth."""
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def locate(spec: str, flag: str) -> str:
+    """A local folder, or a hub id that is cached or that the hub answers for; else an error at once naming the
+    flag (instead of a minute of download retries on a machine without internet)."""
+    if Path(spec).exists():
+        return spec
+    try:
+        return huggingface_hub.snapshot_download(spec, local_files_only=True)
+    except (LocalEntryNotFoundError, HFValidationError):
+        pass            # not cached (or not a hub id): ask the hub below
+    try:
+        huggingface_hub.HfApi().model_info(spec, timeout=10)
+    except Exception as e:     # offline, no such repository, gated: all mean this spec cannot be loaded here
+        raise ValueError(f"{flag} {spec!r}: not a local folder, not in the Hugging Face cache, and the hub did not "
+                         f"answer ({type(e).__name__}: {str(e)[:120]}). Give a local folder, a pkg: model "
+                         f"({', '.join(PACKAGED)}) or tiny:llama") from None
+    return spec
+
+
+def load_base_policy(spec: str, use_unsloth: bool = False, dtype: str = "fp32"):
+    """(model, tokenizer) for a causal LM spec, with weights in `dtype` (fp32 | bf16 | fp16; fp32 on CPU, where
+    bf16 autocast does the speed-up); through unsloth's FastLanguageModel (bf16, GPU only) when use_unsloth."""
+    if dtype not in DTYPES:
+        raise ValueError(f"model_dtype {dtype!r}: valid: {sorted(DTYPES)}")
     if use_unsloth:
         model, tokenizer = load_with_unsloth(spec, max_seq_length=2048)
     elif spec == "tiny:llama":
         model, tokenizer = _tiny_causal_lm()
+        model = model.to(DTYPES[dtype])
     elif spec.startswith("tiny:"):
         raise ValueError(f"unknown tiny model '{spec}'; valid: tiny:llama")
     else:
-        path = str(resolve_packaged(spec)) if spec.startswith("pkg:") else spec
+        path = str(resolve_packaged(spec)) if spec.startswith("pkg:") else locate(spec, "policy_model")
         tokenizer = AutoTokenizer.from_pretrained(path)
-        model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=DTYPES[dtype])
     if tokenizer.eos_token_id is None:
         raise ValueError(f"{spec}: tokenizer has no EOS token; generation could never stop")
     ensure_pad_token(tokenizer, model)
@@ -247,12 +273,12 @@ def save_stage_adapter(directory: Path, model, tokenizer, base_spec: str, parent
     save_atomically(directory, save)
 
 
-def load_policy(base_spec: str, adapters: list[str | Path] = (), use_unsloth: bool = False):
+def load_policy(base_spec: str, adapters: list[str | Path] = (), use_unsloth: bool = False, dtype: str = "fp32"):
     """Base policy with the given LoRA adapters merged in order (SFT, then GRPO, ...).
 
     Each adapter directory carries lineage.json naming its base; a mismatch is an error, not a silent garbage
     model."""
-    model, tokenizer = load_base_policy(base_spec, use_unsloth)
+    model, tokenizer = load_base_policy(base_spec, use_unsloth, dtype)
     base_fp = fingerprint(model)
     for adapter in adapters:
         adapter = Path(adapter)
@@ -273,7 +299,7 @@ def load_classifier(spec: str, num_labels: int = 2):
         return _tiny_classifier()
     if spec.startswith("tiny:"):
         raise ValueError(f"unknown tiny model '{spec}'; valid: tiny:bert")
-    spec = str(resolve_packaged(spec)) if spec.startswith("pkg:") else spec
+    spec = str(resolve_packaged(spec)) if spec.startswith("pkg:") else locate(spec, "rm_backbone")
     tokenizer = AutoTokenizer.from_pretrained(spec)
     model = AutoModelForSequenceClassification.from_pretrained(
         spec, num_labels=num_labels, id2label=ID2LABEL, label2id={v: k for k, v in ID2LABEL.items()})

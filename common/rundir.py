@@ -16,21 +16,24 @@ from common.io import atomic_write_text
 from common.training import is_main_process
 
 _CHECKPOINT = re.compile(r"checkpoint-(\d+)")
-
-
-def last_checkpoint(directory: Path) -> Path | None:
-    """The newest `checkpoint-<step>` folder in directory (by step), or None. Other names (a `.tmp` being
-    written) are not checkpoints."""
-    if not directory.is_dir():
-        return None
-    found = [(int(m.group(1)), p) for p in directory.iterdir() if p.is_dir() and (m := _CHECKPOINT.fullmatch(p.name))]
-    return max(found)[1] if found else None
+# the file each engine writes last into a checkpoint: the HF Trainer's state, our PPO state (written atomically)
+COMPLETE_MARKERS = ("trainer_state.json", "ppo_state.pt")
 
 
 def checkpoints(directory: Path) -> list[Path]:
-    """Every `checkpoint-<step>` folder in directory, oldest first."""
+    """Every `checkpoint-<step>` folder in directory, oldest first. Other names (a `.tmp` being written) are not
+    checkpoints."""
+    if not directory.is_dir():
+        return []
     found = [(int(m.group(1)), p) for p in directory.iterdir() if p.is_dir() and (m := _CHECKPOINT.fullmatch(p.name))]
     return [p for _, p in sorted(found)]
+
+
+def last_checkpoint(directory: Path) -> Path | None:
+    """The newest complete checkpoint in directory, or None. A checkpoint is complete once its engine's last
+    file (COMPLETE_MARKERS) is there: one cut short by a kill is skipped, and the run resumes from the one before."""
+    complete = [p for p in checkpoints(directory) if any((p / marker).is_file() for marker in COMPLETE_MARKERS)]
+    return complete[-1] if complete else None
 
 
 def prepare_stage_dir(config, stage: str) -> tuple[Path, str | None]:

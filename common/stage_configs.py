@@ -8,6 +8,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ClassVar
+
+from transformers import TrainingArguments
+from trl import DPOConfig, GRPOConfig, SFTConfig
 
 SEED_REWARD_WEIGHTS = {
     # SPEC section 1, the seed's formula. A *_penalty gets a negative weight.
@@ -65,18 +69,21 @@ class DataArgs:
 class LabeledDataArgs:
     """Labeled humor texts (reward-model data; their jokes are SFT targets)."""
 
-    labeled_sources: list[str] = field(default_factory=lambda: ["sample"], metadata={
+    labeled_sources: list[str | dict] = field(default_factory=lambda: ["sample"], metadata={
         "help": "Labeled humor sets (RM data; their jokes are SFT targets): sample, demo (shipped), colbert, "
-                "ccl2019, haha2021 (--data_dir)."})
+                "ccl2019, haha2021 (--data_dir), or your own: a file (.jsonl, .json array, .csv, .tsv, .parquet; "
+                "columns text, label, optional lang and id), a datasets folder or hub name, or "
+                "{path: F, columns: {text: your_column, label: ...}, lang: en}."})
 
 
 @dataclass
 class PromptArgs:
     """Task prompts: RL trains on one share, every stage samples the same held-out share."""
 
-    prompt_sources: list[str] = field(default_factory=lambda: ["sample"], metadata={
+    prompt_sources: list[str | dict] = field(default_factory=lambda: ["sample"], metadata={
         "help": "Task prompt sets (RL prompts, held-out evaluation prompts): sample, demo (shipped), mwahaha_test, "
-                "mwahaha_dev (--data_dir)."})
+                "mwahaha_dev (--data_dir), or your own file / dataset: a headline, or two words (words as a list or "
+                "'a, b', or word1 + word2), optional id and lang; {path: F, columns: {...}} maps column names."})
     eval_prompts: int = field(default=8, metadata={"help": "Prompts held out of training for evaluation samples (stop rate, examples)."})
 
 
@@ -86,6 +93,9 @@ class PolicyArgs:
 
     policy_model: str = field(default="tiny:llama", metadata={
         "help": "Base causal LM: a local directory, a hub id, or 'tiny:llama' (random, built in seconds, for tests)."})
+    model_dtype: str = field(default="fp32", metadata={
+        "help": "Weights of the policy when loaded: fp32 (CPU; bf16 autocast gives the speed), bf16 or fp16 (GPU "
+                "presets: half the memory)."})
 
 
 @dataclass
@@ -160,6 +170,10 @@ class RewardArgs(TextCheckArgs, RewardModelArgs):
                 "for script drift, missing EOS and gibberish)."})
     length_window: dict = field(default_factory=lambda: {"en": [6, 40], "es": [6, 40], "zh": [10, 80]}, metadata={
         "help": "Per language, [lo, hi] length that scores 1.0 (words for en/es, characters for zh)."})
+    reward_module: str | None = field(default=None, metadata={
+        "help": "A Python file of your own reward components: every public function f(completions, **kwargs) in it "
+                "(TRL's reward signature; kwargs are the columns prompt_type, words, lang, instruction, finished) "
+                "becomes a component under its name, to weight in reward_weights like the built-in ones."})
 
     def __post_init__(self):
         if isinstance(self.reward_weights, str):
@@ -186,11 +200,19 @@ class TrainArgs:
 
 @dataclass
 class TrainerArgs(TrainArgs):
-    """Settings of the stages that run on a transformers / TRL Trainer."""
+    """Settings of the stages that run on a transformers / TRL Trainer. Any other field of that trainer's config
+    (trainer_config) can be set under its own name; our short names for some of them are trainer_aliases."""
+
+    trainer_config: ClassVar[type] = TrainingArguments
+    trainer_aliases: ClassVar[dict[str, str]] = {"per_device_train_batch_size": "batch_size", "num_train_epochs": "epochs"}
 
     epochs: float | None = field(default=None, metadata={"help": "Passes over the training data instead of max_steps (seed SFT: 3)."})
     logging_steps: int = field(default=1, metadata={"help": "Log to TensorBoard every N steps."})
     warmup_steps: int = field(default=0, metadata={"help": "Linear warm-up steps."})
+    trainer_args: dict = field(default_factory=dict, metadata={
+        "help": "Fields of the stage's TRL / transformers config under their own names (gradient_accumulation_steps, "
+                "lr_scheduler_type, report_to, scale_rewards, ...): set them as flags or preset keys directly; they "
+                "are collected here and win over our defaults. report_to adds trackers beside our TensorBoard."})
 
 
 @dataclass
@@ -201,6 +223,8 @@ class PolicyStageArgs(SamplingArgs, LoRAArgs, PolicyArgs, DataArgs, StageArgs, R
 @dataclass
 class SFTArgs(TrainerArgs, UnslothArgs, LabeledDataArgs, PromptArgs, PolicyStageArgs):
     """Supervised fine-tuning of the LoRA policy on prompt -> joke, with an explicit EOS on every target."""
+
+    trainer_config: ClassVar[type] = SFTConfig
 
     max_length: int = field(default=256, metadata={"help": "Prompt + joke tokens; longer examples are truncated."})
 
@@ -270,6 +294,10 @@ class RLStageArgs(AlarmArgs, RLArgs, FromSFTArgs, RewardArgs, PromptArgs, Policy
 class GRPOArgs(TrainerArgs, UnslothArgs, RLStageArgs):
     """GRPO (TRL GRPOTrainer) of the SFT policy against the composite reward."""
 
+    trainer_config: ClassVar[type] = GRPOConfig
+    trainer_aliases: ClassVar[dict[str, str]] = {**TrainerArgs.trainer_aliases, "beta": "kl_beta",
+                                                 "max_completion_length": "max_new_tokens"}
+
     num_generations: int = field(default=4, metadata={"help": "Group size G: completions per prompt."})
     loss_type: str = field(default="dapo", metadata={"help": "TRL GRPO loss aggregation: grpo, dapo, dr_grpo, bnpo."})
     epsilon: float = field(default=0.2, metadata={"help": "PPO-style clip range of the importance ratio."})
@@ -317,7 +345,11 @@ class PPOArgs(TrainArgs, RLStageArgs):
 
 @dataclass
 class PreferenceArgs(TrainerArgs, FromSFTArgs, PolicyStageArgs):
-    """What the offline preference stages (DPO, DPOP, PGCL) share. Reference = the SFT policy (new LoRA disabled)."""
+    """What the offline preference stages (DPO, DPOP, PGCL) share. Reference = the SFT policy (new LoRA disabled).
+    TRL's DPOConfig fields are accepted; our own losses (DPOP, PGCL stage 2) run on transformers' Trainer and take
+    only its TrainingArguments."""
+
+    trainer_config: ClassVar[type] = DPOConfig
 
     beta: float = field(default=0.5, metadata={"help": "Preference beta (seed: 0.5)."})
     max_length: int = field(default=256, metadata={"help": "Prompt + completion tokens; longer sequences are truncated."})
@@ -334,10 +366,12 @@ class DPOArgs(RewardArgs, PromptArgs, PreferenceArgs):
     loss: str = field(default="dpo", metadata={
         "help": "dpo (TRL DPOTrainer) or dpop (DPO-Positive). The stage directory is named after it; the two-stage "
                 "pun curriculum has its own entry point (rl/pgcl.py)."})
-    preference_source: str = field(default="humicroedit", metadata={
+    preference_source: str | dict = field(default="humicroedit", metadata={
         "help": "Pairs: 'humicroedit' (task-2 human pairs; the sample copy without --data_dir), "
                 "'self' (the SFT policy's own samples of the RL prompts, ranked by the composite reward and the "
-                "structure check), 'puns' (gold pun vs own structure failure), or a ms-swift / LLaMA-Factory JSONL file."})
+                "structure check), 'puns' (gold pun vs own structure failure), or a file / dataset of pairs in TRL "
+                "(prompt, chosen, rejected; standard or conversational), ms-swift or LLaMA-Factory (ShareGPT or "
+                "alpaca) shape, JSONL or a JSON array; system prompts and history are kept."})
     max_pairs: int | None = field(default=512, metadata={"help": "Use at most this many examples (seeded sample). None: all."})
     min_grade_gap: float = field(default=0.0, metadata={"help": "Humicroedit: drop pairs whose mean grades differ by less."})
     min_score_gap: float = field(default=0.05, metadata={"help": "'self' pairs: drop pairs whose composite rewards differ by less."})

@@ -20,17 +20,18 @@ class Stage:
     config: type     # its dataclass
     section: str     # its section in a YAML preset (dpo and dpop share 'dpo')
     output: str      # 'adapter' (a policy), 'reward_model' or 'report'
+    kind: str        # 'sft', 'reward_model', 'online_rl' (samples and scores while it trains), 'preference', 'eval'
 
 
 STAGES = (
-    Stage("sft", "sft.sft", SFTArgs, "sft", "adapter"),
-    Stage("rm", "reward.train_rm", RMArgs, "rm", "reward_model"),
-    Stage("grpo", "rl.grpo", GRPOArgs, "grpo", "adapter"),
-    Stage("ppo", "rl.ppo", PPOArgs, "ppo", "adapter"),
-    Stage("dpo", "rl.dpo", DPOArgs, "dpo", "adapter"),
-    Stage("dpop", "rl.dpo", DPOArgs, "dpo", "adapter"),
-    Stage("pgcl", "rl.pgcl", PGCLArgs, "pgcl", "adapter"),
-    Stage("eval", "eval.evaluate", EvalArgs, "eval", "report"),
+    Stage("sft", "sft.sft", SFTArgs, "sft", "adapter", "sft"),
+    Stage("rm", "reward.train_rm", RMArgs, "rm", "reward_model", "reward_model"),
+    Stage("grpo", "rl.grpo", GRPOArgs, "grpo", "adapter", "online_rl"),
+    Stage("ppo", "rl.ppo", PPOArgs, "ppo", "adapter", "online_rl"),
+    Stage("dpo", "rl.dpo", DPOArgs, "dpo", "adapter", "preference"),
+    Stage("dpop", "rl.dpo", DPOArgs, "dpo", "adapter", "preference"),
+    Stage("pgcl", "rl.pgcl", PGCLArgs, "pgcl", "adapter", "preference"),
+    Stage("eval", "eval.evaluate", EvalArgs, "eval", "report", "eval"),
 )
 # tools that read a preset section of their own but leave no stage directory behind
 TOOL_SECTIONS = {"score": ScoreArgs, "generate": GenerateArgs}
@@ -38,7 +39,7 @@ TOOL_SECTIONS = {"score": ScoreArgs, "generate": GenerateArgs}
 # preset section -> config class (a section's keys must be fields of its class)
 SECTIONS = {**{s.section: s.config for s in STAGES}, **TOOL_SECTIONS}
 POLICY_STAGES = tuple(s.name for s in STAGES if s.output == "adapter")
-RL_STAGES = ("grpo", "ppo")
+RL_STAGES = tuple(s.name for s in STAGES if s.kind == "online_rl")
 
 
 def stage(name: str) -> Stage:

@@ -3,6 +3,7 @@ arguments and the LoRA adapter."""
 
 from __future__ import annotations
 
+import dataclasses
 import random
 
 import numpy as np
@@ -40,6 +41,20 @@ def trainer_kwargs(config, stage_dir) -> dict:
                 learning_rate=config.learning_rate, warmup_steps=config.warmup_steps,
                 logging_steps=config.logging_steps, save_steps=config.save_steps, save_total_limit=2,
                 report_to="none", seed=config.seed, use_cpu=not on_gpu, bf16=use_bf16(getattr(config, "bf16", None)))
+
+
+def trainer_config(config_cls, cfg, stage_dir, **stage_kwargs):
+    """The stage's TRL / transformers config: the shared arguments (trainer_kwargs), the stage's own settings, then
+    what the user set under TRL's names (cfg.trainer_args), which win. report_to adds trackers (wandb, trackio, ...)
+    beside our TensorBoard callback, which always writes <stage_dir>/tb."""
+    user = dict(cfg.trainer_args or {})
+    unknown = sorted(set(user) - {f.name for f in dataclasses.fields(config_cls)})
+    if unknown:
+        raise ValueError(f"{unknown}: not settings of {config_cls.__name__}, which this stage trains with")
+    if "report_to" in user:
+        trackers = [user["report_to"]] if isinstance(user["report_to"], str) else list(user["report_to"] or [])
+        user["report_to"] = [t for t in trackers if t not in ("tensorboard", "none", "all")] or "none"
+    return config_cls(**{**trainer_kwargs(cfg, stage_dir), **stage_kwargs, **user})
 
 
 def lora_config(cfg) -> LoraConfig:

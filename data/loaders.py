@@ -10,8 +10,12 @@ from __future__ import annotations
 import csv
 import random
 import sys
+import re
 from dataclasses import dataclass
 from pathlib import Path
+
+from data.files import SourceSpec, field_value, is_user_source, parse_source, read_records
+from data.text import detect_lang
 
 SAMPLE_DIR = Path(__file__).parent / "sample"
 DEMO_DIR = Path(__file__).parent / "demo"          # ColBERT (MIT) subset + word pairs: the CPU demo's data
@@ -64,13 +68,15 @@ def _rows(path: Path, delimiter: str = ",", quoting: int = csv.QUOTE_MINIMAL, re
             yield reader.line_num, {k: (v.strip() if isinstance(v, str) else v) for k, v in row.items()}
 
 
-def _label(value, path: Path, line: int, column: str, true_values=("1", "true"), false_values=("0", "false")) -> int:
-    v = (value or "").strip().lower()
-    if v in true_values:
+def _label(value, path: Path | str, line: int | None, column: str) -> int:
+    """1 (humor) or 0 from 1/0, true/false (any case), or a JSON boolean or integer; else an error at path:line."""
+    v = str(value if value is not None else "").strip().lower()
+    if v in ("1", "true", "1.0"):
         return 1
-    if v in false_values:
+    if v in ("0", "false", "0.0"):
         return 0
-    raise ValueError(f"{path}:{line}: '{column}' must be 0 or 1 (or True/False), got {value!r}")
+    where = f"{path}:{line}" if line is not None else str(path)
+    raise ValueError(f"{where}: '{column}' must be 0 or 1 (or True/False), got {value!r}")
 
 
 def _text(value, path: Path, line: int, column: str) -> str:
@@ -174,20 +180,78 @@ def load_mwahaha_dev(data_dir: Path) -> list[TaskPrompt]:
 PROMPT_SOURCES = {"sample": load_sample_prompts, "demo": load_demo_prompts, "mwahaha_test": load_mwahaha_test, "mwahaha_dev": load_mwahaha_dev}
 
 
+# ---------------------------------------------------------------- your own files (data/files.py)
+
+def _row_lang(row: dict, spec: SourceSpec, where: str, text: str) -> str:
+    """The row's 'lang' column, else the source's lang, else detected from the text's script and words."""
+    lang = field_value(row, spec, "lang", where, required=False) or spec.lang or detect_lang(text)
+    if lang not in LANGS:
+        raise ValueError(f"{where}: language {lang!r} is not one of {LANGS}")
+    return lang
+
+
+def read_user_labeled(spec: SourceSpec) -> list[LabeledText]:
+    """Labeled texts from your file: columns text and label (1/0, true/false); optional lang and id."""
+    out = []
+    for where, row in read_records(spec):
+        text = str(field_value(row, spec, "text", where))
+        label = _label(field_value(row, spec, "label", where), where, None, spec.column("label"))
+        row_id = field_value(row, spec, "id", where, required=False)
+        out.append(LabeledText(text, label, _row_lang(row, spec, where, text), spec.name, str(row_id or where)))
+    return out
+
+
+def _words(value, where: str) -> tuple[str, ...]:
+    words = [str(w).strip() for w in value] if isinstance(value, (list, tuple)) else re.split(r"\s*[,、，;]\s*", str(value).strip())
+    words = [w for w in words if w and w != "-"]
+    if len(words) != 2:
+        raise ValueError(f"{where}: 'words' must hold two words (a list, or 'a, b'), got {value!r}")
+    return tuple(words)
+
+
+def read_user_prompts(spec: SourceSpec) -> list[TaskPrompt]:
+    """Task prompts from your file: a headline, or two words ('words' as a list or 'a, b', or word1 + word2);
+    optional id, lang and prompt_type. '-' counts as empty, as in MWAHAHA's files."""
+    out = []
+    for where, row in read_records(spec):
+        get = lambda name: (v if (v := field_value(row, spec, name, where, required=False)) != "-" else None)
+        headline, words = get("headline"), get("words")
+        if words is None and get("word1") is not None and get("word2") is not None:
+            words = [get("word1"), get("word2")]
+        if bool(headline) == bool(words):
+            raise ValueError(f"{where}: a prompt needs either a headline or two words (columns headline, words or "
+                             f"word1 + word2; map yours with columns: {{headline: ...}}); the row has {sorted(row)}")
+        prompt_type = "headline" if headline else "words"
+        if get("prompt_type") not in (None, prompt_type):
+            raise ValueError(f"{where}: prompt_type {get('prompt_type')!r} but the row holds a {prompt_type} prompt")
+        text = str(headline) if headline else " ".join(_words(words, where))
+        pid = str(get("id") or where)
+        out.append(TaskPrompt(pid, _row_lang(row, spec, where, text), prompt_type,
+                              headline=str(headline) if headline else None,
+                              words=_words(words, where) if words else None))
+    return out
+
+
 # ---------------------------------------------------------------- selection
 
-def _select(loaders: dict, sources: list[str], data_dir, langs, max_rows_per_source, seed, kind: str) -> list:
-    unknown = [s for s in sources if s not in loaders]
+def _select(loaders: dict, user_loader, sources: list, data_dir, langs, max_rows_per_source, seed, kind: str) -> list:
+    """Rows of named sources (loaders) and of user files (user_loader), in the given languages."""
+    unknown = [s for s in sources if not (isinstance(s, str) and s in loaders) and not is_user_source(s)]
     if unknown:
-        raise ValueError(f"unknown {kind} source(s) {unknown}; valid: {sorted(loaders)}")
+        raise ValueError(f"unknown {kind} source(s) {unknown}; valid: {sorted(loaders)}, a file (.jsonl, .json, .csv, "
+                         f".tsv, .parquet), a datasets folder or hub name, or {{path: ..., columns: {{...}}}}")
     bad_langs = [l for l in langs if l not in LANGS]
     if bad_langs:
         raise ValueError(f"unknown language(s) {bad_langs}; valid: {LANGS}")
     rows = []
     for source in sources:
-        if source not in SHIPPED_SOURCES and data_dir is None:
-            raise ValueError(f"{kind} source '{source}' needs --data_dir (the directory holding the real data sets)")
-        found = [r for r in loaders[source](Path(data_dir) if data_dir else None) if r.lang in langs]
+        if isinstance(source, str) and source in loaders:
+            if source not in SHIPPED_SOURCES and data_dir is None:
+                raise ValueError(f"{kind} source '{source}' needs --data_dir (the directory holding the real data sets)")
+            found = loaders[source](Path(data_dir) if data_dir else None)
+        else:
+            found = user_loader(parse_source(source, kind))
+        found = [r for r in found if r.lang in langs]
         if max_rows_per_source is not None and len(found) > max_rows_per_source:
             found = random.Random(seed).sample(found, max_rows_per_source)
         rows += found
@@ -197,11 +261,11 @@ def _select(loaders: dict, sources: list[str], data_dir, langs, max_rows_per_sou
 
 
 def load_labeled(sources, data_dir=None, langs=LANGS, max_rows_per_source=None, seed=0) -> list[LabeledText]:
-    return _select(LABELED_SOURCES, sources, data_dir, langs, max_rows_per_source, seed, "labeled")
+    return _select(LABELED_SOURCES, read_user_labeled, sources, data_dir, langs, max_rows_per_source, seed, "labeled")
 
 
 def load_prompts(sources, data_dir=None, langs=LANGS, max_rows_per_source=None, seed=0) -> list[TaskPrompt]:
-    return _select(PROMPT_SOURCES, sources, data_dir, langs, max_rows_per_source, seed, "prompt")
+    return _select(PROMPT_SOURCES, read_user_prompts, sources, data_dir, langs, max_rows_per_source, seed, "prompt")
 
 
 def split_prompts(prompts: list[TaskPrompt], n_eval: int, seed: int) -> tuple[list[TaskPrompt], list[TaskPrompt]]:

@@ -8,8 +8,10 @@ fail) for PGCL's second stage. Sources:
   word(s) present): the best structure-ok sample against the worst;
 - puns (ChinesePun, Pun2Pun) with the seed's homographic / homophonic prompts: the gold pun against the policy's
   own samples, failing the structure check (stage 1) or passing it (y*, stage 2).
-Files: ms-swift (`messages` + `rejected_response`) and LLaMA-Factory (`conversations`, `chosen`, `rejected`)
-JSONL are read and written; a third completion travels as `gold_response` / `gold` in our own extension.
+Files: TRL (standard and conversational), ms-swift (`messages` + `rejected_response`) and LLaMA-Factory
+(ShareGPT `conversations` or alpaca `instruction`, with `chosen` / `rejected`, `system`, `history`) rows are read,
+as JSONL or a JSON array; ms-swift and LLaMA-Factory JSONL are written. A system prompt and earlier turns are
+kept as the example's context. A third completion travels as `gold_response` / `gold` in our own extension.
 """
 
 from __future__ import annotations
@@ -19,9 +21,10 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from data.files import parse_source, read_records
 from data.loaders import SAMPLE_DIR, TaskPrompt, _rows, _text
 from data.prompts import prompt_text
-from data.text import contains_word, repeated_ngram_share
+from data.text import contains_word, detect_lang, repeated_ngram_share
 
 
 @dataclass(frozen=True)
@@ -29,6 +32,7 @@ class PreferenceExample:
     task: TaskPrompt              # what is asked (prompt_text(task) is the instruction)
     completions: tuple[str, ...]  # best first
     source: str
+    context: tuple[dict, ...] = ()   # {role, content} turns before the instruction: system prompt, history
 
 
 # ---------------------------------------------------------------- Humicroedit task-2
@@ -175,7 +179,7 @@ def pun_ok(text: str, task: TaskPrompt, max_repetition: float, ngram: int) -> bo
 # ---------------------------------------------------------------- pairs from the policy's own samples
 
 def pairs_from_samples(tasks: dict[str, TaskPrompt], rows: list[dict], min_score_gap: float) -> list[PreferenceExample]:
-    """rows: eval/generate.py rows (id, text, total). Per prompt: the highest-scoring structure-ok sample is chosen,
+    """rows: rl/rollouts.generate_rows rows (id, text, total). Per prompt: the highest-scoring structure-ok sample is chosen,
     the lowest-scoring one (a structure failure when there is one) rejected; pairs closer than min_score_gap are
     dropped as noise."""
     by_id: dict[str, list[dict]] = {}
@@ -222,19 +226,143 @@ def pun_examples(puns: list[Pun], rows: list[dict], three_way: bool, max_repetit
     return out
 
 
-# ---------------------------------------------------------------- files: ms-swift and LLaMA-Factory JSONL
+# ---------------------------------------------------------------- files: the ecosystem's preference formats
 
-def to_record(example: PreferenceExample, prompt: str, fmt: str) -> dict:
+ROLES = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant", "system": "system",
+         "observation": "user", "function_call": "assistant", "tool": "user"}
+
+
+def _content(message, where: str, field_name: str) -> str:
+    """The text of a message: a string, or a {role, content} / {from, value} dict."""
+    if isinstance(message, str):
+        return message
+    if isinstance(message, dict):
+        for key in ("content", "value"):
+            if isinstance(message.get(key), str):
+                return message[key]
+    raise ValueError(f"{where}: '{field_name}' must be a string or a message with 'content' (or 'value'), got {message!r}")
+
+
+def _messages(turns, where: str, field_name: str) -> list[dict]:
+    """A list of {role, content} or ShareGPT {from, value} turns -> [{role, content}] with standard roles."""
+    if not isinstance(turns, list) or not turns:
+        raise ValueError(f"{where}: '{field_name}' must be a non-empty list of messages, got {turns!r}")
+    out = []
+    for i, turn in enumerate(turns):
+        role = turn.get("role", turn.get("from")) if isinstance(turn, dict) else None
+        if role not in ROLES:
+            raise ValueError(f"{where}: {field_name}[{i}] needs a role (user/assistant/system or human/gpt), got {turn!r}")
+        out.append({"role": ROLES[role], "content": _content(turn, where, f"{field_name}[{i}]")})
+    return out
+
+
+def _split_last_user(messages: list[dict], where: str) -> tuple[list[dict], str]:
+    """(everything before the last user turn: system and history, the last user turn's text)."""
+    users = [i for i, m in enumerate(messages) if m["role"] == "user"]
+    if not users:
+        raise ValueError(f"{where}: the conversation has no user turn")
+    return messages[:users[-1]], messages[users[-1]]["content"]
+
+
+def parse_preference_row(row: dict, where: str) -> tuple[list[dict], str, str, str, str | None]:
+    """(context = system + earlier turns, prompt = the last user turn, chosen, rejected, gold or None) from a row
+    in any of these shapes, detected by its keys:
+      ms-swift             messages [..., user, assistant] + rejected_response (+ gold_response, ours)
+      LLaMA-Factory        conversations [{from, value}] + chosen + rejected (+ system, + gold, ours)
+      LLaMA-Factory alpaca instruction (+ input) + chosen + rejected (+ system, history [[q, a], ...])
+      TRL standard         prompt + chosen + rejected, strings
+      TRL conversational   prompt [messages] + chosen [assistant] + rejected [assistant]; or, prompt implicit,
+                           chosen and rejected as whole conversations sharing everything but the last turn."""
+    gold = None
+    if "messages" in row:
+        if "rejected_response" not in row:
+            raise ValueError(f"{where}: ms-swift rows need 'rejected_response' beside 'messages'")
+        messages = _messages(row["messages"], where, "messages")
+        if messages[-1]["role"] != "assistant":
+            raise ValueError(f"{where}: ms-swift 'messages' must end with the assistant's (chosen) answer")
+        context, prompt = _split_last_user(messages[:-1], where)
+        chosen, rejected = messages[-1]["content"], _content(row["rejected_response"], where, "rejected_response")
+        gold = row.get("gold_response")
+    elif "conversations" in row:
+        for key in ("chosen", "rejected"):
+            if key not in row:
+                raise ValueError(f"{where}: LLaMA-Factory rows need 'chosen' and 'rejected' beside 'conversations'")
+        context, prompt = _split_last_user(_messages(row["conversations"], where, "conversations"), where)
+        chosen, rejected = _content(row["chosen"], where, "chosen"), _content(row["rejected"], where, "rejected")
+        gold = _content(row["gold"], where, "gold") if row.get("gold") is not None else None
+        if row.get("system"):
+            context = [{"role": "system", "content": str(row["system"])}, *context]
+    elif "instruction" in row:
+        prompt = "\n".join(str(row[k]) for k in ("instruction", "input") if row.get(k))
+        context = [{"role": "system", "content": str(row["system"])}] if row.get("system") else []
+        for i, pair in enumerate(row.get("history") or []):
+            if not isinstance(pair, (list, tuple)) or len(pair) != 2:
+                raise ValueError(f"{where}: history[{i}] must be a [question, answer] pair, got {pair!r}")
+            context += [{"role": "user", "content": str(pair[0])}, {"role": "assistant", "content": str(pair[1])}]
+        chosen, rejected = _content(row.get("chosen"), where, "chosen"), _content(row.get("rejected"), where, "rejected")
+    elif "chosen" in row and "rejected" in row:
+        if isinstance(row.get("prompt"), str):
+            context, prompt = [], row["prompt"]
+        elif isinstance(row.get("prompt"), list):
+            context, prompt = _split_last_user(_messages(row["prompt"], where, "prompt"), where)
+        elif "prompt" in row:
+            raise ValueError(f"{where}: 'prompt' must be a string or a list of messages, got {row['prompt']!r}")
+        else:        # implicit prompt: the shared conversation before the last turn
+            full = _messages(row["chosen"], where, "chosen")
+            context, prompt = _split_last_user(full[:-1], where)
+            row = {**row, "chosen": full[-1:], "rejected": _messages(row["rejected"], where, "rejected")[-1:]}
+        answer = lambda value, key: _content(value[-1] if isinstance(value, list) and value else value, where, key)
+        chosen, rejected = answer(row["chosen"], "chosen"), answer(row["rejected"], "rejected")
+    else:
+        raise ValueError(f"{where}: not a preference row: expected TRL (prompt, chosen, rejected), ms-swift "
+                         f"(messages, rejected_response) or LLaMA-Factory (conversations or instruction, chosen, "
+                         f"rejected) keys; the row has {sorted(row)}")
+    if not chosen.strip() or not rejected.strip():
+        raise ValueError(f"{where}: empty chosen or rejected completion")
+    if chosen.strip() == rejected.strip():
+        raise ValueError(f"{where}: chosen and rejected are the same text: no preference to learn")
+    return context, prompt, chosen, rejected, gold
+
+
+def read_preferences(source) -> list[PreferenceExample]:
+    """Preference examples from a file (.jsonl, .json array, .parquet, ...; see data/files.py) in the shapes of
+    parse_preference_row. Rows written by write_preferences also carry the task (id, lang, prompt_type,
+    words/headline); others become 'raw' tasks whose instruction is the last user turn, with the system prompt and
+    earlier turns kept as context, and a language from a 'lang' column or detected from the text."""
+    spec = parse_source(source, "preference")
+    out = []
+    for where, row in read_records(spec):
+        row = {**row, **{ours: row[theirs] for ours, theirs in spec.columns.items() if theirs in row}}   # mapping
+        context, prompt, chosen, rejected, gold = parse_preference_row(row, where)
+        completions = (gold, chosen, rejected) if gold else (chosen, rejected)
+        lang = row.get("lang") or spec.lang or detect_lang(prompt + " " + chosen)
+        if "prompt_type" in row:
+            words = tuple(row["words"]) if row.get("words") else None
+            task = TaskPrompt(row.get("id", where), lang, row["prompt_type"], headline=row.get("headline"), words=words)
+        else:
+            task = TaskPrompt(str(row.get("id", where)), lang, "raw", headline=prompt)
+        out.append(PreferenceExample(task, completions, spec.name, tuple(context)))
+    return out
+
+
+def to_record(example: PreferenceExample, fmt: str) -> dict:
+    """One example as an ms-swift ('swift') or LLaMA-Factory ShareGPT ('llamafactory') row, context included."""
     best, worst = example.completions[0], example.completions[-1]
+    prompt, context = example_prompt(example), list(example.context)
     if fmt == "swift":
-        record = {"messages": [{"role": "user", "content": prompt}, {"role": "assistant", "content": best}],
+        record = {"messages": [*context, {"role": "user", "content": prompt}, {"role": "assistant", "content": best}],
                   "rejected_response": worst}
         if len(example.completions) == 3:     # our extension: gold first, y* as the response, fail rejected
-            record["messages"][1]["content"] = example.completions[1]
+            record["messages"][-1]["content"] = example.completions[1]
             record["gold_response"] = best
     elif fmt == "llamafactory":
-        record = {"conversations": [{"from": "human", "value": prompt}], "chosen": {"from": "gpt", "value": best},
+        system = [m["content"] for m in context if m["role"] == "system"]
+        turns = [{"from": "human" if m["role"] == "user" else "gpt", "value": m["content"]}
+                 for m in context if m["role"] != "system"]
+        record = {"conversations": [*turns, {"from": "human", "value": prompt}], "chosen": {"from": "gpt", "value": best},
                   "rejected": {"from": "gpt", "value": worst}}
+        if system:
+            record["system"] = "\n".join(system)
         if len(example.completions) == 3:
             record["chosen"]["value"] = example.completions[1]
             record["gold"] = {"from": "gpt", "value": best}
@@ -253,51 +381,15 @@ def write_preferences(path: Path, examples: list[PreferenceExample], fmt: str) -
     tmp = path.with_name(path.name + ".tmp")
     with tmp.open("w", encoding="utf-8") as f:
         for ex in examples:
-            f.write(json.dumps(to_record(ex, example_prompt(ex), fmt), ensure_ascii=False) + "\n")
+            f.write(json.dumps(to_record(ex, fmt), ensure_ascii=False) + "\n")
     tmp.replace(path)
-
-
-def read_preferences(path: Path) -> list[PreferenceExample]:
-    """ms-swift or LLaMA-Factory JSONL (detected per row). The prompt is the user message; rows written by
-    write_preferences also carry the task (id, lang, prompt_type, words/headline), others become headline-type
-    tasks whose 'headline' is the whole user message."""
-    out = []
-    for line_no, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        where = f"{path}:{line_no}"
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise ValueError(f"{where}: not a JSON object ({e.msg})") from None
-        if "messages" in row:
-            users = [m["content"] for m in row["messages"] if m.get("role") == "user"]
-            answers = [m["content"] for m in row["messages"] if m.get("role") == "assistant"]
-            if not users or not answers or "rejected_response" not in row:
-                raise ValueError(f"{where}: ms-swift rows need a user and an assistant message and 'rejected_response'")
-            prompt, best, worst, gold = users[-1], answers[-1], row["rejected_response"], row.get("gold_response")
-        elif "conversations" in row:
-            humans = [m["value"] for m in row["conversations"] if m.get("from") == "human"]
-            if not humans or "chosen" not in row or "rejected" not in row:
-                raise ValueError(f"{where}: LLaMA-Factory rows need a human turn, 'chosen' and 'rejected'")
-            prompt, best, worst = humans[-1], row["chosen"]["value"], row["rejected"]["value"]
-            gold = row["gold"]["value"] if "gold" in row else None
-        else:
-            raise ValueError(f"{where}: neither ms-swift ('messages' + 'rejected_response') nor LLaMA-Factory "
-                             f"('conversations' + 'chosen' + 'rejected') format")
-        if not str(best).strip() or not str(worst).strip():
-            raise ValueError(f"{where}: empty chosen or rejected completion")
-        completions = (gold, best, worst) if gold else (best, worst)
-        if "prompt_type" in row:
-            words = tuple(row["words"]) if row.get("words") else None
-            task = TaskPrompt(row.get("id", f"{path.name}:{line_no}"), row.get("lang", "en"), row["prompt_type"],
-                              headline=row.get("headline"), words=words)
-        else:
-            task = TaskPrompt(f"{path.name}:{line_no}", row.get("lang", "en"), "raw", headline=prompt)
-        out.append(PreferenceExample(task, completions, str(path)))
-    return out
 
 
 def example_prompt(example: PreferenceExample) -> str:
     """The instruction of an example: the template for known prompt types, the stored user message for raw rows."""
     return example.task.headline if example.task.prompt_type == "raw" else prompt_text(example.task)
+
+
+def example_messages(example: PreferenceExample) -> list[dict]:
+    """The conversation the completions answer: system prompt and earlier turns, then the instruction."""
+    return [*example.context, {"role": "user", "content": example_prompt(example)}]

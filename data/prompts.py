@@ -71,10 +71,15 @@ def prompt_text(task: TaskPrompt) -> str:
 
 def format_for_model(tokenizer, text: str) -> str:
     """The prompt as the model sees it: the tokenizer's chat template when it has one, else the raw text."""
+    return format_conversation(tokenizer, [{"role": "user", "content": text}])
+
+
+def format_conversation(tokenizer, messages: list[dict]) -> str:
+    """A conversation ({role, content} turns ending with the user's) as the model sees it before answering: the
+    chat template when the tokenizer has one, else the turns' texts separated by blank lines."""
     if getattr(tokenizer, "chat_template", None):
-        return tokenizer.apply_chat_template([{"role": "user", "content": text}], tokenize=False,
-                                             add_generation_prompt=True)
-    return text
+        return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    return "\n\n".join(m["content"] for m in messages)
 
 
 def completion_prefix(tokenizer) -> str:

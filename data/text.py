@@ -66,3 +66,27 @@ def distinct_n(texts: list[str], langs: list[str], n: int) -> tuple[float, float
     corpus = len(set(all_grams)) / len(all_grams) if all_grams else 0.0
     sentence = sum(per_text) / len(per_text) if per_text else 0.0
     return corpus, sentence
+
+
+_SPANISH_MARKS = set("ñÑ¿¡áéíóúÁÉÍÓÚ")
+_SPANISH_WORDS = {"el", "la", "los", "las", "que", "de", "y", "en", "un", "una", "por", "con", "para", "es", "se",
+                  "del", "al", "lo", "como", "pero", "más", "mi", "su", "yo", "qué"}
+_ENGLISH_WORDS = {"the", "a", "an", "and", "of", "to", "in", "is", "it", "that", "for", "on", "with", "my", "i",
+                  "you", "was", "what", "why", "how", "he", "she", "they", "do", "does", "at", "be"}
+
+
+def detect_lang(text: str) -> str:
+    """The language of a text when a file does not say: 'zh' when CJK characters outnumber Latin letters, else
+    'es' or 'en' by Spanish marks and common function words. A heuristic for en/es/zh only.
+
+    >>> detect_lang("我的仙人掌起诉了我"), detect_lang("¿Por qué el cactus no tiene amigos?"), detect_lang("Why did the cactus sue?")
+    ('zh', 'es', 'en')
+    """
+    cjk = sum("\u4e00" <= ch <= "\u9fff" or "\u3400" <= ch <= "\u4dbf" for ch in text)
+    latin = sum(ch.isascii() and ch.isalpha() for ch in text)
+    if cjk and cjk >= latin:
+        return "zh"
+    words = re.findall(r"\w+", text.lower())
+    spanish = sum(w in _SPANISH_WORDS for w in words) + 2 * sum(ch in _SPANISH_MARKS for ch in text)
+    english = sum(w in _ENGLISH_WORDS for w in words)
+    return "es" if spanish > english else "en"

@@ -20,18 +20,19 @@ from pathlib import Path
 
 import yaml
 
+from common.cli import cli
 from common.config import parse_config
 from common.io import atomic_write_text, read_jsonl, write_jsonl
 from common.models import load_base_policy, load_policy, policy_adapters, policy_name
-from common.rundir import finish_stage, prepare_stage_dir
+from common.rundir import dry_run, finish_stage, prepare_stage_dir
 from common.stage_configs import EvalArgs
 from common.stages import POLICY_STAGES, RL_STAGES, STAGES
 from common.training import set_seed
-from data.loaders import rl_prompt_split
+from data.loaders import prompt_plan, rl_prompt_split
 from data.prompts import format_for_model
 from eval.metrics import perplexity, summarize, win_rate
 from eval.plots import plot_scalars, read_scalars, reward_tags
-from reward.composite import build_scorer
+from reward.composite import build_scorer, component_names
 from rl.rollouts import generate_rows
 
 # metric key -> (label, format) for the report table, in display order
@@ -129,11 +130,19 @@ def main(argv: list[str] | None = None) -> dict:
     own = argparse.ArgumentParser(add_help=False)
     own.add_argument("--outputs", action="append", default=[],
                      help="NAME=FILE.jsonl: evaluate existing outputs (eval/generate.py rows) instead of generating.")
-    args, rest = own.parse_known_args(argv)
-    cfg = parse_config(EvalArgs, "eval", rest)
+    cfg = parse_config(EvalArgs, "eval", argv, own=own)
+    args, _ = own.parse_known_args(argv)
+    run_dir = cfg.run_dir()
+    if cfg.dry_run:
+        found = {}
+        for policy in cfg.policies or ["base", *POLICY_STAGES]:
+            try:
+                found[policy_name(policy)] = [str(a) for a in policy_adapters(run_dir, policy)]
+            except FileNotFoundError as e:
+                found[policy_name(policy)] = f"skipped: {e}"
+        return dry_run(cfg, "eval", **prompt_plan(cfg), policies=found, reward_components=component_names(cfg))
     started = time.time()
     out, _ = prepare_stage_dir(cfg, "eval")
-    run_dir = cfg.run_dir()
 
     outputs: dict[str, list[dict]] = {}
     skipped = {}
@@ -155,7 +164,7 @@ def main(argv: list[str] | None = None) -> dict:
                 print(f"[eval] skipping {name}: {e}")
                 continue
             t0 = time.time()
-            model, tokenizer = load_policy(cfg.policy_model, adapters)
+            model, tokenizer = load_policy(cfg.policy_model, adapters, dtype=cfg.model_dtype)
             set_seed(cfg.seed)                      # every policy samples with the same seed
             outputs[name] = generate_rows(model, tokenizer, tasks, cfg, fns, cfg.samples_per_prompt,
                                            cfg.gen_batch_size)
@@ -187,5 +196,7 @@ def main(argv: list[str] | None = None) -> dict:
                         metrics_table(metrics), started)
 
 
+entry = cli(main)       # the console entry point: user errors in one line (--debug: traceback)
+
 if __name__ == "__main__":
-    main()
+    entry()

@@ -17,6 +17,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from peft import PeftModel
 
+from common.cli import cli
 from common.config import parse_config
 from common.generation import sample_completions
 from common.io import save_atomically
@@ -72,8 +73,8 @@ def main(argv: list[str] | None = None) -> dict:
     own = argparse.ArgumentParser(add_help=False)
     own.add_argument("--out", required=True, help="New directory for the merged model.")
     own.add_argument("--check_prompts", type=int, default=4, help="Held-out prompts for the greedy comparison.")
-    args, rest = own.parse_known_args(argv)
-    cfg = parse_config(GenerateArgs, "generate", rest)
+    cfg = parse_config(GenerateArgs, "generate", argv, own=own)
+    args, _ = own.parse_known_args(argv)
     adapters = policy_adapters(cfg.run_dir(), cfg.policy)
     if not adapters:
         raise SystemExit("--policy base has no adapter to merge; give a stage (sft, grpo, ...) or an adapter dir")
@@ -85,5 +86,7 @@ def main(argv: list[str] | None = None) -> dict:
     return result
 
 
+entry = cli(main)       # the console entry point: user errors in one line (--debug: traceback)
+
 if __name__ == "__main__":
-    main()
+    entry()

@@ -19,6 +19,7 @@ import sys
 import time
 from pathlib import Path
 
+from common.cli import cli
 from common.config import parse_config
 from common.io import write_jsonl
 from common.models import load_policy, policy_adapters, policy_name
@@ -72,13 +73,13 @@ def main(argv: list[str] | None = None) -> list[dict]:
     own.add_argument("--lang", default=None, help="Language of --headline/--words/--chat prompts (default: first of langs).")
     own.add_argument("--chat", action="store_true", help="Read prompts interactively; print each joke and its rewards.")
     own.add_argument("--out", default=None, help="JSONL output (default <runs_dir>/<run_name>/generate/<policy>.jsonl).")
-    args, rest = own.parse_known_args(argv)
-    cfg = parse_config(GenerateArgs, "generate", rest)
+    cfg = parse_config(GenerateArgs, "generate", argv, own=own)
+    args, _ = own.parse_known_args(argv)
     set_seed(cfg.seed)
     lang = args.lang or cfg.langs[0]
 
     adapters = policy_adapters(cfg.run_dir(), cfg.policy)
-    model, tokenizer = load_policy(cfg.policy_model, adapters)
+    model, tokenizer = load_policy(cfg.policy_model, adapters, dtype=cfg.model_dtype)
     fns = build_scorer(cfg)
     if args.chat:
         chat(model, tokenizer, cfg, fns, lang)
@@ -106,5 +107,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     return rows
 
 
+entry = cli(main)       # the console entry point: user errors in one line (--debug: traceback)
+
 if __name__ == "__main__":
-    main()
+    entry()

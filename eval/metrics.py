@@ -2,7 +2,7 @@
 the demo report and the sweep summary.
 
 An output row is a dict with at least: id, lang, prompt_type, words (list or None), text, finished (bool), plus
-every reward component and `total` as written by `eval/generate.py`. Units are characters for Chinese, words
+every reward component and `total` as rl/rollouts.generate_rows writes them. Units are characters for Chinese, words
 otherwise (data.text.text_units).
 """
 
@@ -45,7 +45,7 @@ def summarize(rows: list[dict], cfg) -> dict:
     flags = text_flags(texts, langs, cfg)
     for flag, key in (("drifted", "script_drift_rate"), ("repetitive", "repetition_rate"), ("gibberish", "gibberish_rate")):
         out[key] = sum(flags[flag]) / len(rows)
-    for key in dict.fromkeys([*component_names(cfg.reward_weights), cfg.rm_component, "total"]):
+    for key in dict.fromkeys([*component_names(cfg), cfg.rm_component, "total"]):
         if key in rows[0]:
             out[f"mean_{key}"] = _mean(r.get(key) for r in rows)
     out["mean_rm"] = out.get(f"mean_{cfg.rm_component}")

@@ -19,6 +19,7 @@ import io
 import json
 from pathlib import Path
 
+from common.cli import cli
 from common.config import parse_config
 from common.io import atomic_write_text, write_jsonl
 from common.models import load_policy, policy_adapters
@@ -106,9 +107,9 @@ def main(argv: list[str] | None = None) -> dict:
     own.add_argument("--best_of", type=int, default=4, help="Samples per input to choose from.")
     own.add_argument("--out", default=None, help="Submission TSV (default <runs_dir>/<run_name>/submission/<tsv name>).")
     own.add_argument("--validate", default=None, help="Only validate this submission file against --tsv.")
-    args, rest = own.parse_known_args(argv)
+    cfg = parse_config(GenerateArgs, "generate", argv, own=own)
+    args, _ = own.parse_known_args(argv)
     tasks = read_task_tsv(Path(args.tsv))
-    cfg = parse_config(GenerateArgs, "generate", rest)
     if args.validate:
         report = validate(Path(args.validate), tasks, cfg.drift_threshold)
     else:
@@ -116,7 +117,7 @@ def main(argv: list[str] | None = None) -> dict:
         out = Path(args.out) if args.out else cfg.previous_stage_dir("submission") / Path(args.tsv).name
         if out.exists():
             raise FileExistsError(f"{out} exists; a submission is never overwritten: pick another --out")
-        model, tokenizer = load_policy(cfg.policy_model, policy_adapters(cfg.run_dir(), cfg.policy))
+        model, tokenizer = load_policy(cfg.policy_model, policy_adapters(cfg.run_dir(), cfg.policy), dtype=cfg.model_dtype)
         rows = generate_rows(model, tokenizer, tasks, cfg, build_scorer(cfg), args.best_of, cfg.gen_batch_size)
         write_jsonl(out.with_suffix(".samples.jsonl"), rows)
         by_id: dict[str, list[dict]] = {}
@@ -135,5 +136,7 @@ def main(argv: list[str] | None = None) -> dict:
     return report
 
 
+entry = cli(main)       # the console entry point: user errors in one line (--debug: traceback)
+
 if __name__ == "__main__":
-    main()
+    entry()

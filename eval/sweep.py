@@ -22,6 +22,7 @@ config's weights, so the composite column compares like with like.
 
 from __future__ import annotations
 
+import argparse
 import csv
 import dataclasses
 import importlib
@@ -33,7 +34,8 @@ from pathlib import Path
 
 import yaml
 
-from common.config import parse_config
+from common.cli import cli
+from common.config import parse_config, trainer_fields
 from common.io import atomic_write_text, write_jsonl
 from common.models import load_policy
 from common.stage_configs import EvalArgs
@@ -74,9 +76,10 @@ def as_flags(fields: dict) -> list[str]:
     return flags
 
 
-def eval_flags(flags: list[str]) -> list[str]:
-    """The `--field value` pairs that the evaluation config (EvalArgs) knows: data, run, weights, sampling."""
-    known = {f.name for f in dataclasses.fields(EvalArgs)}
+def flags_for(cls, flags: list[str]) -> list[str]:
+    """The `--field value` pairs of the sweep's command line that a config class (or its trainer's config) knows:
+    the sweep passes one command line to the RL stage and to the evaluation, which take different fields."""
+    known = {f.name for f in dataclasses.fields(cls)} | trainer_fields(cls)
     pairs = list(zip(flags[::2], flags[1::2]))
     return [x for key, value in pairs if key.removeprefix("--") in known for x in (key, value)]
 
@@ -87,14 +90,15 @@ def pareto_front(rows: list[dict], objectives=OBJECTIVES) -> list[bool]:
     >>> pareto_front([{"a": 1, "b": 1}, {"a": 2, "b": 0}, {"a": 0.5, "b": 0.5}], ("a", "b"))
     [True, True, False]
     """
-    def dominates(x, y):
-        return all(x[k] >= y[k] for k in objectives) and any(x[k] > y[k] for k in objectives)
+    def dominates(x, y):       # a missing objective (None) counts as the worst value
+        a, b = ([r.get(k) if r.get(k) is not None else float("-inf") for k in objectives] for r in (x, y))
+        return all(p >= q for p, q in zip(a, b)) and any(p > q for p, q in zip(a, b))
 
     return [not any(dominates(o, r) for o in rows if o is not r) for r in rows]
 
 
 def evaluate_setting(cfg: EvalArgs, adapters: list[Path], fns: dict, out: Path) -> dict:
-    model, tokenizer = load_policy(cfg.policy_model, adapters)
+    model, tokenizer = load_policy(cfg.policy_model, adapters, dtype=cfg.model_dtype)
     set_seed(cfg.seed)
     rows = generate_rows(model, tokenizer, rl_prompt_split(cfg)[1], cfg, fns, cfg.samples_per_prompt, cfg.gen_batch_size)
     write_jsonl(out / "samples.jsonl", rows)
@@ -159,16 +163,26 @@ def write_results(sweep_dir: Path, spec: dict, results: dict[str, dict]) -> list
     return rows
 
 
+def read_result(path: Path, rm_component: str) -> dict:
+    """A setting's eval.json; one written before mean_rm existed takes it from mean_<rm_component>."""
+    result = json.loads(path.read_text())
+    if result.get("mean_rm") is None:
+        result["mean_rm"] = result.get(f"mean_{rm_component}")
+    return result
+
+
 def main(argv: list[str] | None = None) -> list[dict]:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if not argv or argv[0].startswith("--"):
-        raise SystemExit("usage: python eval/sweep.py SWEEP.yaml [--field value ...]")
-    sweep_file, extra = Path(argv[0]), argv[1:]
+    parser = argparse.ArgumentParser(prog="sweep", description=__doc__.split("\n\n")[0],
+                                     epilog="Any other --field value goes to every run and evaluation that knows it.",
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("sweep_file", type=Path, help="The sweep YAML (see the format in eval/sweep.py's docstring).")
+    args, extra = parser.parse_known_args(sys.argv[1:] if argv is None else argv)
+    sweep_file = args.sweep_file
     spec = read_sweep(sweep_file)
     rl_stage = stage(spec.get("stage", "grpo"))
     train = importlib.import_module(rl_stage.module).main         # the stage's entry point, from the stage list
     base = ["--config", spec["config"]]
-    eval_cfg = parse_config(EvalArgs, "eval", base + eval_flags(extra) + as_flags(spec.get("eval", {})))
+    eval_cfg = parse_config(EvalArgs, "eval", base + flags_for(EvalArgs, extra) + as_flags(spec.get("eval", {})))
     sweep_dir = Path(eval_cfg.runs_dir) / "sweeps" / spec["name"]
     sweep_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_text(sweep_dir / "sweep.yaml", yaml.safe_dump(spec, sort_keys=False, allow_unicode=True))
@@ -185,12 +199,12 @@ def main(argv: list[str] | None = None) -> list[dict]:
         start_file.parent.mkdir(exist_ok=True)
         start = {"status": "reference", **evaluate_setting(eval_cfg, [sft_dir], fns, start_file.parent)}
         atomic_write_text(start_file, json.dumps(start, indent=2))
-    results["start (sft)"] = json.loads(start_file.read_text())
+    results["start (sft)"] = read_result(start_file, eval_cfg.rm_component)
     for name, fields in spec["settings"].items():
         out = sweep_dir / name
         result_file = out / "eval.json"
         if result_file.is_file():
-            results[name] = json.loads(result_file.read_text())
+            results[name] = read_result(result_file, eval_cfg.rm_component)
             print(f"[sweep] {name}: done before, skipped")
             continue
         started = time.time()
@@ -198,7 +212,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
             stage_dir = out / rl_stage.name
             if not (stage_dir / "summary.json").is_file():
                 print(f"[sweep] {name}: {rl_stage.name} with {fields}")
-                train(base + as_flags(spec.get("overrides", {})) + as_flags(fields) + extra
+                train(base + as_flags(spec.get("overrides", {})) + as_flags(fields) + flags_for(rl_stage.config, extra)
                       + ["--output_dir", str(stage_dir), "--sft_adapter", str(sft_dir), "--reward_model", str(rm_dir)])
             trained = json.loads((stage_dir / "summary.json").read_text())
             metrics = evaluate_setting(eval_cfg, [sft_dir, stage_dir / "final"], fns, out)
@@ -217,5 +231,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     return rows
 
 
+entry = cli(main)       # the console entry point: user errors in one line (--debug: traceback)
+
 if __name__ == "__main__":
-    main()
+    entry()

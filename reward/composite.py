@@ -5,11 +5,19 @@
 The weights live in YAML under the components' function names, e.g. the seed's formula (SPEC section 1):
     weights: {words: {rm_reward: 0.55, coverage_reward: 0.25, length_reward: 0.15, repetition_penalty: -0.10}}
 No hidden normalisation; a NaN or inf component raises with the offending text.
+
+Your own components: `reward_module: path/to/rewards.py` registers every public function of that file with TRL's
+reward-function signature (`completions` and `**kwargs`, the dataset columns: prompt_type, words, lang,
+instruction, finished) under its own name, beside the built-in ones.
 """
 
 from __future__ import annotations
 
+import functools
+import importlib.util
+import inspect
 import math
+from pathlib import Path
 
 from common.generation import finished_with_stop
 from data.loaders import TaskPrompt
@@ -29,32 +37,85 @@ COMPONENTS = {
 }
 
 
-def component_names(weights: dict) -> list[str]:
-    """Every component some prompt type weights, in registry order; unknown names raise."""
-    used = {name for per_type in weights.values() for name in per_type}
-    unknown = sorted(used - set(COMPONENTS))
+@functools.lru_cache(maxsize=None)
+def load_reward_module(path: str) -> dict:
+    """name -> function for every public function defined in a Python file whose signature is TRL's reward
+    signature: a `completions` parameter and **kwargs (the dataset columns)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"reward_module: {path} not found")
+    spec = importlib.util.spec_from_file_location(f"humor_rl_user_rewards_{path.stem}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    found = {}
+    for name, fn in vars(module).items():
+        if name.startswith("_") or not inspect.isfunction(fn) or fn.__module__ != module.__name__:
+            continue
+        params = inspect.signature(fn).parameters
+        if "completions" in params and any(p.kind is p.VAR_KEYWORD for p in params.values()):
+            found[name] = fn
+    if not found:
+        raise ValueError(f"reward_module {path}: no public function with the signature f(completions, **kwargs)")
+    return found
+
+
+def registry(cfg) -> dict:
+    """The built-in COMPONENTS plus the functions of cfg.reward_module (if set), as builders."""
+    path = getattr(cfg, "reward_module", None)
+    if not path:
+        return COMPONENTS
+    user = load_reward_module(str(path))
+    clash = sorted(set(user) & set(COMPONENTS))
+    if clash:
+        raise ValueError(f"reward_module {path}: {clash} would shadow built-in components; rename them")
+    return {**COMPONENTS, **{name: (lambda fn: lambda cfg, rm: fn)(fn) for name, fn in user.items()}}
+
+
+def component_names(cfg) -> list[str]:
+    """Every component some prompt type of cfg.reward_weights weights, in registry order; unknown names raise."""
+    known = registry(cfg)
+    used = {name for per_type in cfg.reward_weights.values() for name in per_type}
+    unknown = sorted(used - set(known))
     if unknown:
-        raise ValueError(f"unknown reward component(s) {unknown}; valid: {sorted(COMPONENTS)}")
-    return [name for name in COMPONENTS if name in used]
+        raise ValueError(f"unknown reward component(s) {unknown}; valid: {sorted(known)}")
+    return [name for name in known if name in used]
 
 
 def build_components(cfg, reward_model=None, names: list[str] | None = None) -> dict:
     """name -> callable for the named components (None: every component the config's weights use)."""
-    names = component_names(cfg.reward_weights) if names is None else names
+    known = registry(cfg)
+    names = component_names(cfg) if names is None else names
+    unknown = sorted(set(names) - set(known))
+    if unknown:
+        raise ValueError(f"unknown reward component(s) {unknown}; valid: {sorted(known)}")
     if "rm_reward" in names and reward_model is None:
         raise ValueError("the weights use rm_reward but no reward model was given")
-    return {name: COMPONENTS[name](cfg, reward_model) for name in names}
+    return {name: known[name](cfg, reward_model) for name in names}
 
 
 def build_scorer(cfg, names: list[str] | None = None) -> dict:
     """The one place a scorer is built: build_components with the trained humor RM (cfg.reward_model_dir())
     loaded when a component needs it. names: the components to build (None: those the weights use)."""
-    names = component_names(cfg.reward_weights) if names is None else names
-    unknown = sorted(set(names) - set(COMPONENTS))
-    if unknown:
-        raise ValueError(f"unknown reward component(s) {unknown}; valid: {sorted(COMPONENTS)}")
+    names = component_names(cfg) if names is None else names
+    if cfg.rm_component not in registry(cfg):
+        raise ValueError(f"rm_component {cfg.rm_component!r} is not a reward component; valid: {sorted(registry(cfg))}")
     rm = HumorRewardModel(cfg.reward_model_dir(), cfg.rm_batch_size, cfg.rm_max_length) if "rm_reward" in names else None
     return build_components(cfg, rm, names)
+
+
+def checked(name: str, values, completions: list[str]) -> list[float | None]:
+    """A component's output, refused unless it is one number (or None) per completion, all finite."""
+    if not isinstance(values, (list, tuple)) or len(values) != len(completions):
+        got = len(values) if isinstance(values, (list, tuple)) else type(values).__name__
+        raise ValueError(f"reward component {name} returned {got} values for {len(completions)} completions")
+    out = []
+    for v, text in zip(values, completions):
+        if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float))):
+            raise ValueError(f"reward component {name} returned {v!r} (not a number) for the text {text!r}")
+        if v is not None and not math.isfinite(v):
+            raise ValueError(f"{name} gave {v} for the text {text!r}")
+        out.append(None if v is None else float(v))
+    return out
 
 
 def task_columns(tasks: list[TaskPrompt]) -> dict[str, list]:
@@ -90,7 +151,8 @@ def score(fns: dict, completions: list[str], prompt_type: list[str], weights: di
 
     Returns {"total": [float], <component name>: [float | None], ...}. `columns` are the dataset columns the
     components read (words, lang, instruction)."""
-    values = {name: fn(completions, prompt_type=prompt_type, **columns) for name, fn in fns.items()}
+    values = {name: checked(name, fn(completions, prompt_type=prompt_type, **columns), completions)
+              for name, fn in fns.items()}
     totals = []
     for i, text in enumerate(completions):
         if prompt_type[i] not in weights:
@@ -133,11 +195,10 @@ def _only_for_type(fn, name: str, only_type: str, record: dict | None, stop_ids:
             return [None] * len(completions)
         n = len(completions)
         sub = {k: [v[i] for i in idx] if isinstance(v, list) and len(v) == n else v for k, v in kwargs.items()}
-        values = fn([completions[i] for i in idx], prompt_type=[only_type] * len(idx), **sub)
+        texts = [completions[i] for i in idx]
+        values = checked(name, fn(texts, prompt_type=[only_type] * len(idx), **sub), texts)
         out: list[float | None] = [None] * n
         for i, v in zip(idx, values):
-            if v is not None and not math.isfinite(v):
-                raise ValueError(f"{name} gave {v} for the text {completions[i]!r}")
             out[i] = v
         if record is not None:
             record.setdefault(name, []).extend(v for v in values if v is not None)

@@ -11,6 +11,7 @@ import argparse
 import json
 import sys
 
+from common.cli import cli
 from common.config import parse_config
 from common.stage_configs import ScoreArgs
 from data.loaders import TaskPrompt
@@ -26,8 +27,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
     own.add_argument("--lang", choices=["en", "es", "zh"], required=True)
     own.add_argument("--unfinished", action="store_true",
                      help="The texts were cut off at the token limit (no EOS): no_eos_penalty scores 1.")
-    args, rest = own.parse_known_args(argv)
-    cfg = parse_config(ScoreArgs, "score", rest)
+    cfg = parse_config(ScoreArgs, "score", argv, own=own)
+    args, _ = own.parse_known_args(argv)
 
     words = None
     if args.prompt_type == "words":
@@ -48,5 +49,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     return rows
 
 
+entry = cli(main)       # the console entry point: user errors in one line (--debug: traceback)
+
 if __name__ == "__main__":
-    main()
+    entry()

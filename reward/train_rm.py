@@ -16,13 +16,14 @@ from sklearn.metrics import accuracy_score, precision_recall_fscore_support, roc
 from sklearn.model_selection import train_test_split
 from transformers import DataCollatorWithPadding, Trainer, TrainingArguments
 
+from common.cli import cli
 from common.config import parse_config
 from common.io import save_atomically
 from common.models import load_classifier
 from common.rundir import dry_run, finish_stage, prepare_stage_dir
 from common.stage_configs import RMArgs
 from common.tb import log_scalars, tensorboard_callback
-from common.training import set_seed, trainer_kwargs
+from common.training import set_seed, trainer_config
 from common.update_check import UpdateSentinel, classifier_probe
 from data.loaders import LabeledText, TaskPrompt, load_labeled, sample_texts
 from data.prompts import pick_two_words, prompt_text
@@ -80,7 +81,7 @@ def main(argv: list[str] | None = None) -> dict:
     train_ds, test_ds = to_dataset(train_rows), to_dataset(test_rows)
 
     # 3. train
-    args = TrainingArguments(**trainer_kwargs(cfg, out), per_device_eval_batch_size=cfg.eval_batch_size)
+    args = trainer_config(TrainingArguments, cfg, out, per_device_eval_batch_size=cfg.eval_batch_size)
     trainer = Trainer(model=model, args=args, train_dataset=train_ds, processing_class=tokenizer,
                       data_collator=DataCollatorWithPadding(tokenizer), callbacks=[tensorboard_callback(out)])
     sentinel = UpdateSentinel(model, classifier_probe(tokenizer, sample_texts()[:4]))
@@ -115,5 +116,7 @@ def main(argv: list[str] | None = None) -> dict:
         report, started, headline=", ".join(f"{k} {v:.3f}" for k, v in metrics.items()))
 
 
+entry = cli(main)       # the console entry point: user errors in one line (--debug: traceback)
+
 if __name__ == "__main__":
-    main()
+    entry()

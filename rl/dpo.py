@@ -11,20 +11,18 @@ file) -> base + SFT adapter merged + a fresh LoRA, reference = the LoRA disabled
 
 from __future__ import annotations
 
-from common.accelerators import check_accelerators, import_unsloth_if_requested
-
-if __name__ == "__main__":
-    import_unsloth_if_requested()   # unsloth must be imported before trl, which it patches
-
 import random
 import time
 from pathlib import Path
 
+from common.accelerators import check_accelerators
+from common.cli import cli
 from common.config import parse_config
 from common.models import load_policy
 from common.rundir import dry_run, finish_stage, prepare_stage_dir
 from common.stage_configs import DPOArgs
 from common.training import set_seed
+from data.files import is_user_source
 from data.loaders import prompt_plan, rl_prompt_split
 from data.preferences import (PreferenceExample, load_humicroedit, load_puns, pairs_from_samples, pun_examples,
                               read_preferences)
@@ -45,17 +43,18 @@ def build_pairs(cfg: DPOArgs, sft_dir: Path) -> list[PreferenceExample]:
         examples = load_humicroedit(Path(cfg.data_dir) if cfg.data_dir else None, cfg.min_grade_gap)
     elif source == "self":
         tasks = rl_prompt_split(cfg)[0][:cfg.self_prompts]
-        model, tokenizer = load_policy(cfg.policy_model, [sft_dir])
+        model, tokenizer = load_policy(cfg.policy_model, [sft_dir], dtype=cfg.model_dtype)
         rows = generate_rows(model, tokenizer, tasks, cfg, build_scorer(cfg), cfg.self_samples, batch_size=16)
         examples = pairs_from_samples({t.id: t for t in tasks}, rows, cfg.min_score_gap)
     elif source == "puns":
         puns = load_puns(cfg.pun_sources, cfg.data_dir, cfg.langs)[:cfg.self_prompts]
         examples = pun_examples(puns, sample_texts_for(cfg, [sft_dir], [p.task() for p in puns], cfg.self_samples),
                                 False, cfg.repetition_threshold, cfg.repetition_ngram)
-    elif Path(source).is_file():
-        examples = read_preferences(Path(source))
+    elif is_user_source(source):
+        examples = read_preferences(source)
     else:
-        raise ValueError(f"preference_source {source!r}: not humicroedit, self, puns or an existing JSONL file")
+        raise ValueError(f"preference_source {source!r}: not humicroedit, self, puns, a file (.jsonl, .json, "
+                         f".parquet, ...) or a dataset")
     if cfg.max_pairs is not None and len(examples) > cfg.max_pairs:
         examples = random.Random(cfg.seed).sample(examples, cfg.max_pairs)
     if not examples:
@@ -104,5 +103,7 @@ def main(argv: list[str] | None = None) -> dict:
         "adapter_dir": str(out / "final")}, report, started, headline=headline)
 
 
+entry = cli(main)       # the console entry point: user errors in one line (--debug: traceback)
+
 if __name__ == "__main__":
-    main()
+    entry()

@@ -21,13 +21,14 @@ from datasets import Dataset
 from transformers import TrainerCallback
 from trl import GRPOConfig
 
+from common.cli import cli
 from common.config import parse_config
 from common.generation import stop_token_ids
 from common.models import load_policy, save_stage_adapter
 from common.rundir import dry_run, prepare_stage_dir
 from common.stage_configs import GRPOArgs
 from common.tb import tensorboard_callback
-from common.training import is_main_process, lora_config, set_seed, trainer_kwargs
+from common.training import is_main_process, lora_config, set_seed, trainer_config
 from common.update_check import UpdateSentinel, causal_lm_probe
 from data.loaders import TaskPrompt, prompt_plan, rl_prompt_split, sample_texts
 from data.prompts import format_for_model
@@ -60,8 +61,8 @@ class ComponentMeans(TrainerCallback):
 
 
 def grpo_config(cfg: GRPOArgs, out: Path, reward_weights: list[float] | None = None) -> GRPOConfig:
-    return GRPOConfig(
-        **trainer_kwargs(cfg, out), num_generations=cfg.num_generations, beta=cfg.kl_beta, loss_type=cfg.loss_type,
+    return trainer_config(
+        GRPOConfig, cfg, out, num_generations=cfg.num_generations, beta=cfg.kl_beta, loss_type=cfg.loss_type,
         epsilon=cfg.epsilon, max_completion_length=cfg.max_new_tokens, temperature=cfg.temperature, top_p=cfg.top_p,
         reward_weights=reward_weights, use_vllm=cfg.use_vllm, **({"vllm_mode": "colocate"} if cfg.use_vllm else {}))
 
@@ -70,7 +71,7 @@ def build_trainer(cfg: GRPOArgs, out: Path):
     """(trainer, tokenizer, reward components, held-out prompts, SFT adapter dir) for a GRPO run."""
     # 1. policy = base + SFT adapter, merged; GRPO trains a new LoRA on top, so "adapter off" = the SFT policy
     sft_dir = cfg.sft_adapter_dir()
-    model, tokenizer = load_policy(cfg.policy_model, [sft_dir], use_unsloth=cfg.use_unsloth)
+    model, tokenizer = load_policy(cfg.policy_model, [sft_dir], use_unsloth=cfg.use_unsloth, dtype=cfg.model_dtype)
     stop_ids = stop_token_ids(model, tokenizer)
 
     # 2. reward: components on decoded text, weighted per prompt type
@@ -97,7 +98,7 @@ def build_trainer(cfg: GRPOArgs, out: Path):
 def main(argv: list[str] | None = None) -> dict:
     cfg = parse_config(GRPOArgs, "grpo", argv)
     if cfg.dry_run:
-        return dry_run(cfg, "grpo", **prompt_plan(cfg), reward_components=component_names(cfg.reward_weights))
+        return dry_run(cfg, "grpo", **prompt_plan(cfg), reward_components=component_names(cfg))
     check_accelerators(cfg)
     set_seed(cfg.seed)
     started = time.time()
@@ -125,5 +126,7 @@ def main(argv: list[str] | None = None) -> dict:
         "world_size": trainer.accelerator.num_processes}, head, alarms.fired, moved, started)
 
 
+entry = cli(main)       # the console entry point: user errors in one line (--debug: traceback)
+
 if __name__ == "__main__":
-    main()
+    entry()

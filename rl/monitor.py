@@ -86,6 +86,10 @@ class Alarms(TrainerCallback):
         self.cfg, self.stop, self.last_batch = cfg, stop, last_batch   # last_batch(): rows of MonitoredGRPOTrainer
         self.first_rm: float | None = None
         self.fired: list[dict] = []
+        weighted = {name for per_type in cfg.reward_weights.values() for name in per_type}
+        if cfg.rm_component not in weighted:
+            print(f"[alarm] rm_component {cfg.rm_component!r} has no weight in reward_weights: the repetition alarm "
+                  f"cannot watch it (set rm_component to a weighted component)", flush=True)
 
     def check(self, logs: dict, step: int) -> list[dict]:
         cfg, found = self.cfg, []

@@ -11,16 +11,13 @@ Structure success is measured on held-out pun prompts before stage 1, after it a
 
 from __future__ import annotations
 
-from common.accelerators import check_accelerators, import_unsloth_if_requested
-
-if __name__ == "__main__":
-    import_unsloth_if_requested()   # unsloth must be imported before trl, which it patches
-
 import json
 import random
 import time
 from pathlib import Path
 
+from common.accelerators import check_accelerators
+from common.cli import cli
 from common.config import parse_config
 from common.rundir import dry_run, finish_stage, last_checkpoint, prepare_stage_dir
 from common.stage_configs import PGCLArgs
@@ -117,5 +114,7 @@ def main(argv: list[str] | None = None) -> dict:
         "adapter_dir": str(out / "final")}, report, started, headline=headline)
 
 
+entry = cli(main)       # the console entry point: user errors in one line (--debug: traceback)
+
 if __name__ == "__main__":
-    main()
+    entry()

@@ -24,11 +24,6 @@ Dropout is off throughout (the model stays in eval mode), so the ratio is exactl
 
 from __future__ import annotations
 
-from common.accelerators import check_accelerators, import_unsloth_if_requested
-
-if __name__ == "__main__":
-    import_unsloth_if_requested()   # unsloth must be imported before trl, which it patches
-
 import random
 import shutil
 import time
@@ -40,6 +35,8 @@ from peft import get_peft_model
 from torch.utils.tensorboard import SummaryWriter
 from tqdm.auto import tqdm
 
+from common.accelerators import check_accelerators
+from common.cli import cli
 from common.config import parse_config
 from common.generation import generate_ids, stop_token_ids
 from common.io import save_atomically
@@ -275,7 +272,7 @@ def load_checkpoint(directory: Path, model, value_head, optimizer, kl: KLControl
 def main(argv: list[str] | None = None) -> dict:
     cfg = parse_config(PPOArgs, "ppo", argv)
     if cfg.dry_run:
-        return dry_run(cfg, "ppo", **prompt_plan(cfg), reward_components=component_names(cfg.reward_weights))
+        return dry_run(cfg, "ppo", **prompt_plan(cfg), reward_components=component_names(cfg))
     check_accelerators(cfg)
     set_seed(cfg.seed)
     started = time.time()
@@ -284,7 +281,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     # policy = base + SFT adapter merged, + a fresh LoRA: "adapter disabled" is the SFT reference
     sft_dir = cfg.sft_adapter_dir()
-    base, tokenizer = load_policy(cfg.policy_model, [sft_dir])
+    base, tokenizer = load_policy(cfg.policy_model, [sft_dir], dtype=cfg.model_dtype)
     stop_token_ids(base, tokenizer)
     model = get_peft_model(base, lora_config(cfg))
     model.eval()                                               # no dropout: ratio 1 at the start of every epoch
@@ -351,5 +348,7 @@ def main(argv: list[str] | None = None) -> dict:
         "kl_beta_last": kl.beta, "history": history}, head, alarms.fired, moved, started)
 
 
+entry = cli(main)       # the console entry point: user errors in one line (--debug: traceback)
+
 if __name__ == "__main__":
-    main()
+    entry()

@@ -27,11 +27,11 @@ from common.io import write_jsonl
 from common.logprobs import token_logprobs
 from common.models import load_policy, save_stage_adapter
 from common.tb import tensorboard_callback
-from common.training import lora_config, trainer_kwargs, use_bf16
+from common.training import lora_config, trainer_config, use_bf16
 from common.update_check import UpdateSentinel, causal_lm_probe
 from data.loaders import TaskPrompt, sample_texts
-from data.preferences import PreferenceExample, example_prompt, pun_ok, structure_ok, write_preferences
-from data.prompts import completion_prefix, format_for_model, prompt_text
+from data.preferences import PreferenceExample, example_messages, pun_ok, structure_ok, write_preferences
+from data.prompts import completion_prefix, format_conversation, format_for_model, prompt_text
 
 # loss_fn(pi, ref) -> (loss, stats): pi and ref (B, K) summed completion log-probs, completions best first
 PreferenceLoss = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, dict]]
@@ -117,17 +117,18 @@ def train_preferences(cfg, loss_fn: PreferenceLoss | None, stage: str, examples:
                       resume: str | None, adapters: list[Path], max_steps: int) -> dict:
     """Train a fresh LoRA on base + adapters (merged; the reference) and save <out>/final atomically.
     loss_fn None: TRL's DPOTrainer (DPO); else PreferenceTrainer with that loss."""
-    model, tokenizer = load_policy(cfg.policy_model, adapters)
+    model, tokenizer = load_policy(cfg.policy_model, adapters, dtype=cfg.model_dtype)
     stop_token_ids(model, tokenizer)
     prefix = completion_prefix(tokenizer)
-    prompts = [format_for_model(tokenizer, example_prompt(ex)) for ex in examples]
+    prompts = [format_conversation(tokenizer, example_messages(ex)) for ex in examples]
     tensorboard = tensorboard_callback(out)
-    kwargs = {**trainer_kwargs(cfg, out), "max_steps": max_steps}
+    steps = {} if cfg.epochs else {"max_steps": max_steps}     # epochs, when set, win (as in every Trainer stage)
     if loss_fn is None:
         data = Dataset.from_dict({"prompt": prompts, "chosen": [prefix + ex.completions[0] for ex in examples],
                                   "rejected": [prefix + ex.completions[-1] for ex in examples]})
-        trainer = DPOTrainer(model=model, args=DPOConfig(**kwargs, beta=cfg.beta, loss_type=["sigmoid"],
-                                                         max_length=cfg.max_length),
+        args = trainer_config(DPOConfig, cfg, out, **steps, beta=cfg.beta, loss_type=["sigmoid"],
+                              max_length=cfg.max_length)
+        trainer = DPOTrainer(model=model, args=args,
                              processing_class=tokenizer, train_dataset=data, peft_config=lora_config(cfg),
                              callbacks=[tensorboard])
     else:
@@ -135,7 +136,8 @@ def train_preferences(cfg, loss_fn: PreferenceLoss | None, stage: str, examples:
                      for p, ex in zip(prompts, examples)]
         trainer = PreferenceTrainer(
             model=get_peft_model(model, lora_config(cfg)),
-            args=TrainingArguments(**kwargs, remove_unused_columns=False), train_dataset=Dataset.from_list(tokenized),
+            args=trainer_config(TrainingArguments, cfg, out, **steps, remove_unused_columns=False),
+            train_dataset=Dataset.from_list(tokenized),
             data_collator=collate(tokenizer.pad_token_id), callbacks=[tensorboard], loss_fn=loss_fn, beta=cfg.beta)
     sentinel = UpdateSentinel(trainer.model, causal_lm_probe(tokenizer, sample_texts()[:4]))
     trainer.train(resume_from_checkpoint=resume)
@@ -159,7 +161,7 @@ def trend(history: list[dict], key: str, n: int = 3) -> tuple[float | None, floa
 
 def sample_texts_for(cfg, adapters: list[Path], tasks: list[TaskPrompt], samples: int) -> list[dict]:
     """`samples` completions of every task by base + adapters: rows {id, text}."""
-    model, tokenizer = load_policy(cfg.policy_model, adapters)
+    model, tokenizer = load_policy(cfg.policy_model, adapters, dtype=cfg.model_dtype)
     expanded = [t for t in tasks for _ in range(samples)]
     out = sample_completions(model, tokenizer, [format_for_model(tokenizer, prompt_text(t)) for t in expanded],
                              cfg.max_new_tokens, cfg.temperature, cfg.top_p, batch_size=16,

@@ -13,7 +13,7 @@ from common.rundir import finish_stage
 from common.tb import log_scalars
 from common.training import use_bf16
 from data.loaders import TaskPrompt
-from data.prompts import format_for_model, prompt_text
+from data.prompts import format_for_model
 from reward.composite import score, task_columns
 
 
@@ -34,7 +34,7 @@ def generate_rows(model, tokenizer, tasks: list[TaskPrompt], cfg, fns: dict, sam
     rows = []
     for i, (task, sample) in enumerate(zip(tasks, samples)):
         rows.append({"id": task.id, "lang": task.lang, "prompt_type": task.prompt_type, "headline": task.headline,
-                     "words": list(task.words) if task.words else None, "prompt": prompt_text(task),
+                     "words": columns["words"][i], "prompt": columns["instruction"][i],
                      "sample": i % samples_per_prompt, "text": sample.text, "finished": sample.finished,
                      "num_tokens": sample.num_tokens, **{k: v[i] for k, v in scores.items()}})
     return rows

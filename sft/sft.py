@@ -19,13 +19,14 @@ import time
 from datasets import Dataset
 from trl import SFTConfig, SFTTrainer
 
+from common.cli import cli
 from common.config import parse_config
 from common.generation import sample_completions, stop_token_ids
 from common.models import fingerprint, load_base_policy, save_stage_adapter
 from common.rundir import dry_run, finish_stage, prepare_stage_dir
 from common.stage_configs import SFTArgs
 from common.tb import log_scalars, tensorboard_callback
-from common.training import lora_config, set_seed, trainer_kwargs
+from common.training import lora_config, set_seed, trainer_config
 from common.update_check import UpdateSentinel, causal_lm_probe
 from data.loaders import (Demonstration, load_headline_demonstrations, load_labeled, prompt_plan, rl_prompt_split,
                           sample_texts)
@@ -74,7 +75,7 @@ def main(argv: list[str] | None = None) -> dict:
     out, resume = prepare_stage_dir(cfg, "sft")
 
     # 2. policy and its stop token
-    model, tokenizer = load_base_policy(cfg.policy_model, cfg.use_unsloth)
+    model, tokenizer = load_base_policy(cfg.policy_model, cfg.use_unsloth, cfg.model_dtype)
     stop_ids = stop_token_ids(model, tokenizer)
     eos = tokenizer.eos_token
     base_fingerprint = fingerprint(model)  # stored beside the adapter: later stages check they load the same base
@@ -83,7 +84,7 @@ def main(argv: list[str] | None = None) -> dict:
           f"EOS {eos!r} = id {tokenizer.eos_token_id}; stop ids {stop_ids}; pad id {tokenizer.pad_token_id}")
 
     # 3. train with TRL: loss on the completion only
-    args = SFTConfig(**trainer_kwargs(cfg, out), max_length=cfg.max_length, completion_only_loss=True)
+    args = trainer_config(SFTConfig, cfg, out, max_length=cfg.max_length, completion_only_loss=True)
     trainer = SFTTrainer(model=model, args=args, train_dataset=train_ds, processing_class=tokenizer,
                          peft_config=lora_config(cfg), callbacks=[tensorboard_callback(out)])
     truncated = check_eos_in_targets(trainer.train_dataset, tokenizer.eos_token_id, cfg.max_length)
@@ -116,5 +117,7 @@ def main(argv: list[str] | None = None) -> dict:
         headline=f"loss {losses[0] if losses else 0:.3f} -> {losses[-1] if losses else 0:.3f}, stop rate {stop_rate:.2f}")
 
 
+entry = cli(main)       # the console entry point: user errors in one line (--debug: traceback)
+
 if __name__ == "__main__":
-    main()
+    entry()
