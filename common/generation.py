@@ -40,6 +40,16 @@ def adds_special_tokens(tokenizer, prompts: list[str]) -> bool:
     return not (bos and all(p.startswith(bos) for p in prompts))
 
 
+def fit_prompt(tokenizer, prompt: str, max_tokens: int) -> str:
+    """The prompt cut on the left to its last max_tokens tokens, so that an over-long one keeps the end of its
+    instruction and the chat template's generation prompt. Every stage's prompts go through it (GRPO's dataset,
+    and generate_ids for PPO, evaluation and DPO's own samples), so all see the same prompt."""
+    ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+    if len(ids) <= max_tokens:
+        return prompt
+    return tokenizer.decode(ids[-max_tokens:], skip_special_tokens=False)
+
+
 @dataclass
 class Sample:
     prompt: str
@@ -59,7 +69,8 @@ def generate_ids(model, tokenizer, prompts: list[str], max_new_tokens: int, temp
     was_training = model.training
     model.eval()
     tokenizer.padding_side = "left"
-    enc = tokenizer(prompts, return_tensors="pt", padding=True, truncation=True, max_length=max_prompt_tokens,
+    prompts = [fit_prompt(tokenizer, p, max_prompt_tokens) for p in prompts]
+    enc = tokenizer(prompts, return_tensors="pt", padding=True,
                     add_special_tokens=adds_special_tokens(tokenizer, prompts)).to(model.device)
     with torch.autocast(model.device.type, dtype=torch.bfloat16, enabled=bf16):
         gen = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=not greedy,

@@ -293,8 +293,17 @@ def load_policy(base_spec: str, adapters: list[str | Path] = (), use_unsloth: bo
     return model, tokenizer
 
 
+def load_trained_classifier(path: str | Path):
+    """(model, tokenizer) of a trained classifier folder, with the labels it was saved with."""
+    tokenizer = AutoTokenizer.from_pretrained(str(path))
+    model = AutoModelForSequenceClassification.from_pretrained(str(path))
+    if tokenizer.pad_token is None:
+        raise ValueError(f"{path}: classifier tokenizer has no pad token")
+    return model, tokenizer
+
+
 def load_classifier(spec: str, num_labels: int = 2):
-    """(model, tokenizer) for a sequence-classification backbone or a trained reward model directory."""
+    """(model, tokenizer) for a sequence-classification backbone, with a fresh head labelled ID2LABEL."""
     if spec == "tiny:bert":
         return _tiny_classifier()
     if spec.startswith("tiny:"):

@@ -158,9 +158,9 @@ def structure_ok(text: str, task: TaskPrompt) -> bool:
     True
     """
     if task.prompt_type == "words":
-        return all(contains_word(text, w) for w in task.words)
+        return all(contains_word(text, w, task.lang) for w in task.words)
     if task.prompt_type in ("homographic", "homophonic"):
-        return contains_word(text, task.words[0])
+        return contains_word(text, task.words[0], task.lang)
     return True
 
 

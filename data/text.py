@@ -8,7 +8,10 @@ everywhere.
 
 from __future__ import annotations
 
+import functools
 import re
+
+import simplemma
 
 
 def text_units(text: str, lang: str) -> list[str]:
@@ -39,13 +42,49 @@ def repeated_ngram_share(text: str, lang: str, n: int) -> float:
     return 1.0 - len(set(grams)) / len(grams) if grams else 0.0
 
 
-def contains_word(text: str, word: str) -> bool:
-    """Is the required word in the text (case-folded)?
+LEMMA_LANGS = ("en", "es")        # simplemma covers both; Chinese is matched as a substring (no word boundaries)
+
+
+def _words_of(text: str) -> list[str]:
+    """Case-folded words; hyphens and apostrophes separate them ('ice-cream' -> ice, cream)."""
+    return re.findall(r"[^\W_]+", text.casefold())
+
+
+@functools.lru_cache(maxsize=200_000)
+def _lemma(word: str, lang: str) -> str:
+    return simplemma.lemmatize(word, lang=lang).casefold()
+
+
+def _same_word(token: str, required: str, lang: str) -> bool:
+    """The token is the required word or an inflected form of it: the same lemma (simplemma) and the same first
+    letter, so that irregular forms count (mice, cacti, ran) but a lemma's synonyms do not ('better' for 'good')."""
+    return token == required or (token[0] == required[0] and _lemma(token, lang) == _lemma(required, lang))
+
+
+def contains_word(text: str, word: str, lang: str | None = None) -> bool:
+    """Is the required word (or phrase) in the text? The one matcher behind coverage, the structure check, the
+    submission check and the preference builders.
+
+    Chinese (or a word in CJK characters): a substring. Latin scripts: whole words, case-folded, Unicode-aware,
+    accepting inflected forms (plural, verb forms) of the same lemma, and hyphen / space / joined variants of a
+    multi-word keyword ('ice cream' matches 'ice-cream' and 'icecream'). lang None: detected from the text.
 
     >>> contains_word("The Cactus sued.", "cactus"), contains_word("冰箱说它要减肥", "减肥")
     (True, True)
+    >>> contains_word("I want to start a fan club.", "ant"), contains_word("Three mice and two cacti", "mouse")
+    (False, True)
     """
-    return word.casefold() in text.casefold()
+    if lang == "zh" or any("\u4e00" <= ch <= "\u9fff" for ch in word):
+        return word.casefold() in text.casefold()
+    lang = lang if lang in LEMMA_LANGS else ("es" if detect_lang(text) == "es" else "en")
+    required, tokens = _words_of(word), _words_of(text)
+    if not required:
+        return False
+    if len(required) > 1 and any(_same_word(t, "".join(required), lang) for t in tokens):
+        return True                                        # 'icecream' for 'ice cream'
+    n = len(required)
+    return any(all(_same_word(t, r, lang) for t, r in zip(tokens[i:i + n], required))
+               for i in range(len(tokens) - n + 1))
 
 
 def distinct_n(texts: list[str], langs: list[str], n: int) -> tuple[float, float]:

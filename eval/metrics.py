@@ -38,7 +38,8 @@ def summarize(rows: list[dict], cfg) -> dict:
     for n in (1, 2):
         out[f"dist{n}_corpus"], out[f"dist{n}_sentence"] = distinct_n(texts, langs, n)
     if word_rows:
-        cov = coverage_reward([r["text"] for r in word_rows], words=[r["words"] for r in word_rows])
+        cov = coverage_reward([r["text"] for r in word_rows], words=[r["words"] for r in word_rows],
+                              lang=[r["lang"] for r in word_rows])
         out["word_prompts"] = len(word_rows)
         out["coverage"] = _mean(cov)
         out["structure_success"] = sum(c == 1.0 for c in cov) / len(cov)   # both required words present

@@ -91,8 +91,8 @@ def validate(path: Path, tasks: list[TaskPrompt], max_drift: float) -> dict:
         drift = script_drift_penalty([text], lang=task.lang)[0]
         if drift > max_drift:
             failures.append(f"line {line}: {pid}: {drift:.0%} of letters outside the {task.lang} script")
-        if task.words and coverage_reward([text], words=[list(task.words)])[0] != 1.0:
-            missing = [w for w in task.words if not contains_word(text, w)]
+        if task.words and coverage_reward([text], words=[list(task.words)], lang=[task.lang])[0] != 1.0:
+            missing = [w for w in task.words if not contains_word(text, w, task.lang)]
             failures.append(f"line {line}: {pid}: required word(s) missing: {missing}")
     missing_ids = [pid for pid in expected if pid not in seen]
     failures += [f"id {pid} missing" for pid in missing_ids]

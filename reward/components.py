@@ -20,9 +20,9 @@ def _langs(lang, n: int) -> list[str]:
     return [lang] * n if isinstance(lang, str) else list(lang)
 
 
-def coverage_reward(completions: list[str], words: list | None = None, **kwargs) -> list[float | None]:
-    """Share of the required words present (case-insensitive): 1.0 both, 0.5 one, 0.0 none; None for prompts
-    without required words (headline prompts).
+def coverage_reward(completions: list[str], words: list | None = None, lang=None, **kwargs) -> list[float | None]:
+    """Share of the required words present (data.text.contains_word: whole words and their inflected forms,
+    substrings for Chinese): 1.0 both, 0.5 one, 0.0 none; None for prompts without required words (headlines).
 
     >>> coverage_reward(["The cactus filed a lawsuit.", "The Cactus sued.", "Nothing here."],
     ...                 words=[["cactus", "lawsuit"], ["cactus", "lawsuit"], ["cactus", "lawsuit"]])
@@ -32,12 +32,13 @@ def coverage_reward(completions: list[str], words: list | None = None, **kwargs)
     """
     if words is None:
         return [None] * len(completions)
+    langs = [lang] * len(completions) if lang is None or isinstance(lang, str) else list(lang)
     out = []
-    for text, required in zip(completions, words):
+    for text, required, text_lang in zip(completions, words, langs):
         if not required:
             out.append(None)
             continue
-        out.append(sum(contains_word(text, w) for w in required) / len(required))
+        out.append(sum(contains_word(text, w, text_lang) for w in required) / len(required))
     return out
 
 
@@ -96,6 +97,8 @@ def letter_script(ch: str) -> str:
     >>> [letter_script(c) for c in "aé生دЖ잘"]
     ['LATIN', 'LATIN', 'CJK', 'ARABIC', 'CYRILLIC', 'HANGUL']
     """
+    if ch in "ºª":          # Spanish ordinal indicators (1º, 2ª) are Latin letters in use
+        return "LATIN"
     name = unicodedata.name(ch, "UNKNOWN")
     return "CJK" if name.startswith("CJK") else name.split(" ")[0]
 

@@ -11,9 +11,23 @@ from pathlib import Path
 
 import torch
 
-from common.models import load_classifier
+from common.models import load_trained_classifier
 
 RM_META = "humor_rm.json"  # written by train_rm.py beside the weights: which label is humor, prompt or not
+
+
+def humor_label(path: Path, meta: dict, id2label: dict) -> int:
+    """The output index that means humor: the label the RM was trained with (humor_rm.json), checked against the
+    classifier's own label names; a classifier whose labels say neither is refused, never scored backwards."""
+    names = {int(i): str(name).lower() for i, name in id2label.items()}
+    named = [i for i, name in names.items() if name == "humor"]
+    index = meta.get("humor_label", named[0] if len(named) == 1 else None)
+    if index is None or int(index) not in names:
+        raise ValueError(f"{path}: cannot tell which label is humor (labels {id2label}, {RM_META} has no "
+                         f"humor_label); add \"humor_label\": <index> to {RM_META}")
+    if named and named != [int(index)]:
+        raise ValueError(f"{path}: {RM_META} says label {index} is humor, but the classifier names {named[0]} 'humor'")
+    return int(index)
 
 
 class HumorRewardModel:
@@ -24,10 +38,10 @@ class HumorRewardModel:
             raise FileNotFoundError(f"{path}: no trained reward model here ({RM_META} missing); run "
                                     f"reward/train_rm.py first or set --reward_model")
         self.meta = json.loads(meta_file.read_text())
-        self.model, self.tokenizer = load_classifier(str(path))
+        self.model, self.tokenizer = load_trained_classifier(path)
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         self.model.to(self.device).eval()
-        self.humor_index = int(self.model.config.label2id.get("humor", 1))
+        self.humor_index = humor_label(path, self.meta, self.model.config.id2label)
         self.batch_size, self.max_length = batch_size, max_length
 
     @torch.no_grad()

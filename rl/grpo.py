@@ -23,7 +23,7 @@ from trl import GRPOConfig
 
 from common.cli import cli
 from common.config import parse_config
-from common.generation import stop_token_ids
+from common.generation import fit_prompt, stop_token_ids
 from common.models import load_policy, save_stage_adapter
 from common.rundir import dry_run, prepare_stage_dir
 from common.stage_configs import GRPOArgs
@@ -37,11 +37,12 @@ from rl.monitor import Alarms, MonitoredGRPOTrainer, SampleText
 from rl.rollouts import finish_rl_stage
 
 
-def prompt_dataset(tasks: list[TaskPrompt], tokenizer) -> Dataset:
-    """The columns GRPOTrainer needs (prompt) plus those the reward components read."""
+def prompt_dataset(tasks: list[TaskPrompt], tokenizer, max_prompt_tokens: int) -> Dataset:
+    """The columns GRPOTrainer needs (prompt, cut on the left to max_prompt_tokens as every stage cuts it: TRL
+    does not truncate) plus those the reward components read."""
     columns = task_columns(tasks)
-    return Dataset.from_dict({"prompt": [format_for_model(tokenizer, s) for s in columns["instruction"]], **columns,
-                              "id": [t.id for t in tasks]})
+    prompts = [fit_prompt(tokenizer, format_for_model(tokenizer, s), max_prompt_tokens) for s in columns["instruction"]]
+    return Dataset.from_dict({"prompt": prompts, **columns, "id": [t.id for t in tasks]})
 
 
 class ComponentMeans(TrainerCallback):
@@ -89,7 +90,7 @@ def build_trainer(cfg: GRPOArgs, out: Path):
     alarms = Alarms(cfg, stop=cfg.alarm_stop, last_batch=lambda: trainer.last_batch)
     trainer = MonitoredGRPOTrainer(
         model=model, reward_funcs=reward_funcs, args=grpo_config(cfg, out, reward_weights), processing_class=tokenizer,
-        train_dataset=prompt_dataset(train_tasks, tokenizer), peft_config=lora_config(cfg), stop_ids=stop_ids,
+        train_dataset=prompt_dataset(train_tasks, tokenizer, cfg.max_prompt_tokens), peft_config=lora_config(cfg), stop_ids=stop_ids,
         text_checks=cfg, callbacks=[ComponentMeans(record), alarms, tensorboard])
     trainer.add_callback(SampleText(trainer, tensorboard.tb_writer, cfg.log_samples_steps))
     return trainer, tokenizer, fns, held_out, sft_dir, alarms
