@@ -24,6 +24,7 @@ from pathlib import Path
 
 import yaml
 
+from common.stage_configs import check_ranges
 from common.stages import SECTIONS
 
 
@@ -159,6 +160,7 @@ def parse_config(cls, stage: str, argv: list[str] | None = None, own: argparse.A
         values["trainer_args"] = {**(values.get("trainer_args") or {}), **trainer_values}
     values = {k: _check_type(k, v, fields[k], where) for k, v in values.items()}
     config = cls(**values)
+    check_ranges(config)
     config.config_file = config_path
     return config
 

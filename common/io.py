@@ -7,6 +7,8 @@ import os
 import shutil
 from pathlib import Path
 
+from data.files import decode_file
+
 
 def atomic_write_text(path: Path, text: str) -> None:
     tmp = path.with_name(path.name + ".tmp")
@@ -33,7 +35,7 @@ def write_jsonl(path: Path, rows: list[dict]) -> None:
 def read_jsonl(path: Path, required: tuple[str, ...] = ("id", "text", "lang")) -> list[dict]:
     """Rows of a JSONL file; a line that is not JSON or lacks a required field is an error naming file and line."""
     rows = []
-    for line_no, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), 1):
+    for line_no, line in enumerate(decode_file(Path(path)).splitlines(), 1):
         if not line.strip():
             continue
         try:

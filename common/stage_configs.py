@@ -6,7 +6,7 @@ uses and adds its own optimisation settings. YAML presets in `configs/` set thes
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import ClassVar
 
@@ -20,7 +20,8 @@ SEED_REWARD_WEIGHTS = {
 }
 # The guards against the seed's reward hacks (SPEC section 2), small enough not to dominate the humor signal but
 # large enough that Arabic script, a missing EOS or code garbage never outscores a clean joke.
-GUARD_WEIGHTS = {"script_drift_penalty": -0.30, "no_eos_penalty": -0.10, "gibberish_penalty": -0.20}
+GUARD_WEIGHTS = {"script_drift_penalty": -0.30, "no_eos_penalty": -0.10, "gibberish_penalty": -0.20,
+                 "empty_penalty": -1.00}    # an empty or punctuation-only completion never earns a positive total
 REWARD_WEIGHT_PRESETS = {
     "seed": SEED_REWARD_WEIGHTS,
     "default": {prompt_type: {**weights, **GUARD_WEIGHTS} for prompt_type, weights in SEED_REWARD_WEIGHTS.items()},
@@ -50,6 +51,9 @@ class StageArgs:
     dry_run: bool = field(default=False, metadata={
         "help": "Resolve the config, the data and the reward components, print the plan and stop before loading "
                 "any weights (checks a GPU preset on a machine without the models)."})
+    resume_changed: bool = field(default=False, metadata={
+        "help": "Resume an interrupted stage even though settings that change the training differ from the ones it "
+                "started with (they are listed, and recorded in summary.json under resumes)."})
 
     def stage_dir(self, stage: str) -> Path:
         return Path(self.output_dir) if self.output_dir else Path(self.runs_dir) / self.run_name / stage
@@ -429,3 +433,52 @@ class EvalArgs(PolicyToolArgs, StageArgs):
         "help": "Policy every other one battles for the win rate (judged by rm_component, same prompt ids). None: no win rate."})
     perplexity_model: str | None = field(default="base", metadata={
         "help": "Reference LM for perplexity: 'base' (the untrained policy model), any model spec, or None to skip."})
+
+
+# The range of every numeric field, checked by check_ranges before a stage loads anything: (low, high, what).
+# low/high None: unbounded; a value may equal a bound unless `what` says otherwise.
+_AT_LEAST_1 = (1, None, ">= 1")
+_NON_NEGATIVE = (0, None, ">= 0")
+_POSITIVE = (0, None, "> 0")
+_SHARE = (0, 1, "in [0, 1]")
+RANGES = {
+    "seed": _NON_NEGATIVE, "max_rows_per_source": _AT_LEAST_1, "eval_prompts": _NON_NEGATIVE,
+    "lora_r": _AT_LEAST_1, "lora_alpha": _POSITIVE, "lora_dropout": (0, 1, "in [0, 1)"),
+    "max_new_tokens": _AT_LEAST_1, "temperature": _POSITIVE, "top_p": (0, 1, "in (0, 1]"),
+    "max_prompt_tokens": _AT_LEAST_1, "rm_batch_size": _AT_LEAST_1, "rm_max_length": _AT_LEAST_1,
+    "repetition_ngram": _AT_LEAST_1, "repetition_threshold": _SHARE, "drift_threshold": _SHARE,
+    "gibberish_threshold": _SHARE, "learning_rate": _NON_NEGATIVE, "max_steps": _AT_LEAST_1,
+    "batch_size": _AT_LEAST_1, "save_steps": _AT_LEAST_1, "epochs": _POSITIVE, "logging_steps": _AT_LEAST_1,
+    "warmup_steps": _NON_NEGATIVE, "max_length": _AT_LEAST_1, "test_size": (0, 1, "in (0, 1)"),
+    "eval_batch_size": _AT_LEAST_1, "alarm_min_dist2": _SHARE, "alarm_max_drift_rate": _SHARE,
+    "alarm_max_clipped_ratio": _SHARE, "alarm_max_kl": _NON_NEGATIVE, "alarm_max_zero_std": _SHARE,
+    "log_samples_steps": _NON_NEGATIVE, "kl_beta": _NON_NEGATIVE, "num_generations": (2, None, ">= 2"),
+    "epsilon": _POSITIVE, "minibatch_size": _AT_LEAST_1, "ppo_epochs": _AT_LEAST_1, "kl_target": _POSITIVE,
+    "kl_horizon": _AT_LEAST_1, "gamma": _SHARE, "gae_lambda": _SHARE, "clip_range": _POSITIVE,
+    "clip_range_value": _POSITIVE, "vf_coef": _NON_NEGATIVE, "entropy_coef": _NON_NEGATIVE,
+    "value_learning_rate": _NON_NEGATIVE, "max_grad_norm": _POSITIVE, "beta": _POSITIVE,
+    "dpop_lambda": _NON_NEGATIVE, "max_pairs": _AT_LEAST_1, "min_grade_gap": _NON_NEGATIVE,
+    "min_score_gap": _NON_NEGATIVE, "self_samples": _AT_LEAST_1, "self_prompts": _AT_LEAST_1,
+    "pgcl_gold_weight": _NON_NEGATIVE, "pgcl_fail_weight": _NON_NEGATIVE, "stage1_max_steps": _AT_LEAST_1,
+    "structure_eval_prompts": _AT_LEAST_1, "samples_per_prompt": _AT_LEAST_1, "gen_batch_size": _AT_LEAST_1,
+}
+
+
+def check_ranges(cfg) -> None:
+    """Refuse a numeric field outside its range (RANGES), naming it, before anything loads.
+
+    >>> check_ranges(PPOArgs(kl_beta=-1.0))
+    Traceback (most recent call last):
+    ValueError: kl_beta must be >= 0, got -1.0
+    """
+    for f in fields(cfg):
+        value, bounds = getattr(cfg, f.name), RANGES.get(f.name)
+        if bounds is None or value is None or isinstance(value, bool):
+            continue
+        low, high, what = bounds
+        strict_low = what.startswith("> 0") or what.startswith("in (")
+        strict_high = what.endswith("1)")
+        bad = ((low is not None and (value < low or (strict_low and value == low)))
+               or (high is not None and (value > high or (strict_high and value == high))))
+        if bad:
+            raise ValueError(f"{f.name} must be {what}, got {value!r}")

@@ -15,6 +15,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -89,7 +90,7 @@ def read_records(spec: SourceSpec) -> list[tuple[str, dict]]:
     return [(f"{spec.path}[{i}]", dict(row)) for i, row in enumerate(loaded)]
 
 
-def _decode(path: Path) -> str:
+def decode_file(path: Path) -> str:
     try:
         return path.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError as e:
@@ -100,7 +101,7 @@ def _decode(path: Path) -> str:
 def _read_file(path: Path) -> list[tuple[str, dict]]:
     if path.suffix == ".parquet":
         return [(f"{path}[{i}]", row) for i, row in enumerate(pq.read_table(path).to_pylist())]
-    text = _decode(path)
+    text = decode_file(path)
     if path.suffix == ".jsonl":
         out = []
         for line_no, line in enumerate(text.splitlines(), 1):
@@ -141,6 +142,23 @@ def _json_object(line: str, where: str) -> dict:
     return row
 
 
+CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
+def check_text(value: str, where: str, column: str) -> str:
+    """The text, unless it holds a NUL or another control character (tab and newlines are fine): a sign of a
+    binary or mis-decoded file, refused with its place.
+
+    >>> check_text("a\\tb", "f.csv:2", "text")
+    'a\\tb'
+    """
+    bad = CONTROL.search(value)
+    if bad:
+        raise ValueError(f"{where}: '{column}' holds the control character {bad.group(0)!r} at position "
+                         f"{bad.start()}; is the file binary or in another encoding?")
+    return value
+
+
 def field_value(row: dict, spec: SourceSpec, ours: str, where: str, required: bool = True):
     """The row's value for one of our column names, through the mapping; a missing required column names the
     place, the column looked for and the columns the row has."""
@@ -152,4 +170,4 @@ def field_value(row: dict, spec: SourceSpec, ours: str, where: str, required: bo
         raise ValueError(f"{where}: no value in column '{column}'{mapped}; the row has columns {sorted(row)}. "
                          f"Map yours with columns: {{{ours}: <your column>}}")
     value = row[column]
-    return value.strip() if isinstance(value, str) else value
+    return check_text(value.strip(), where, column) if isinstance(value, str) else value

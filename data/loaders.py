@@ -8,13 +8,14 @@ file, the line and what is wrong.
 from __future__ import annotations
 
 import csv
+import io
 import random
 import sys
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from data.files import SourceSpec, field_value, is_user_source, parse_source, read_records
+from data.files import SourceSpec, check_text, decode_file, field_value, is_user_source, parse_source, read_records
 from data.text import detect_lang
 
 SAMPLE_DIR = Path(__file__).parent / "sample"
@@ -56,16 +57,15 @@ def _rows(path: Path, delimiter: str = ",", quoting: int = csv.QUOTE_MINIMAL, re
     """Yield (line number, row dict); check the header has the required columns."""
     if not path.is_file():
         raise FileNotFoundError(f"{path}: file not found (is --data_dir right?)")
-    with path.open(encoding="utf-8-sig", newline="") as f:
-        reader = csv.DictReader(f, delimiter=delimiter, quoting=quoting)
-        missing = [c for c in required if c not in (reader.fieldnames or [])]
-        if missing:
-            raise ValueError(f"{path}: missing column(s) {missing}; header is {reader.fieldnames}")
-        for row in reader:
-            if None in row:  # more fields than the header: a stray delimiter
-                raise ValueError(f"{path}:{reader.line_num}: {len(row) - 1 + len(row[None])} fields, header has "
-                                 f"{len(reader.fieldnames)} (stray delimiter?)")
-            yield reader.line_num, {k: (v.strip() if isinstance(v, str) else v) for k, v in row.items()}
+    reader = csv.DictReader(io.StringIO(decode_file(path), newline=""), delimiter=delimiter, quoting=quoting)
+    missing = [c for c in required if c not in (reader.fieldnames or [])]
+    if missing:
+        raise ValueError(f"{path}: missing column(s) {missing}; header is {reader.fieldnames}")
+    for row in reader:
+        if None in row:  # more fields than the header: a stray delimiter
+            raise ValueError(f"{path}:{reader.line_num}: {len(row) - 1 + len(row[None])} fields, header has "
+                             f"{len(reader.fieldnames)} (stray delimiter?)")
+        yield reader.line_num, {k: (v.strip() if isinstance(v, str) else v) for k, v in row.items()}
 
 
 def _label(value, path: Path | str, line: int | None, column: str) -> int:
@@ -82,7 +82,7 @@ def _label(value, path: Path | str, line: int | None, column: str) -> int:
 def _text(value, path: Path, line: int, column: str) -> str:
     if value is None or not value.strip():
         raise ValueError(f"{path}:{line}: '{column}' is empty")
-    return value.strip()
+    return check_text(value.strip(), f"{path}:{line}", column)
 
 
 def read_labeled_table(path: Path, text_col: str, label_col: str, lang: str, source: str,

@@ -21,7 +21,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from data.files import parse_source, read_records
+from data.files import decode_file, parse_source, read_records
 from data.loaders import SAMPLE_DIR, TaskPrompt, _rows, _text
 from data.prompts import prompt_text
 from data.text import contains_word, detect_lang, repeated_ngram_share
@@ -94,7 +94,7 @@ def read_chinesepun(path: Path) -> list[Pun]:
     """ChinesePun.json: {"homographic": [{id, content, key_words: {pun_words, alternative_words?}}], "homophonic": [...]}
     (an item may name its "lang"; the default is zh)."""
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(decode_file(path))
     except json.JSONDecodeError as e:
         raise ValueError(f"{path}: not JSON ({e.msg} at line {e.lineno})") from None
     out = []
@@ -116,9 +116,9 @@ def read_pun2pun(directory: Path, lang: str) -> list[Pun]:
     out = []
     for kind, name in (("homographic", "graphic"), ("homophonic", "phonic")):
         sentences_path = directory / lang / f"{name}.json"
-        sentences = {item["index"]: item["sentence"] for item in json.loads(sentences_path.read_text(encoding="utf-8"))}
+        sentences = {item["index"]: item["sentence"] for item in json.loads(decode_file(sentences_path))}
         words_path = directory / lang / f"{lang}_{name}_pun.jsonl"
-        for line_no, line in enumerate(words_path.read_text(encoding="utf-8").splitlines(), 1):
+        for line_no, line in enumerate(decode_file(words_path).splitlines(), 1):
             if not line.strip():
                 continue
             try:

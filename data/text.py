@@ -31,15 +31,32 @@ def ngrams(units: list[str], n: int) -> list[tuple[str, ...]]:
     return [tuple(units[i:i + n]) for i in range(len(units) - n + 1)]
 
 
+CHAR_RUN = 5     # a character repeated this many times in a row is repetition ("aaaaaaaa", "!!!!!"), not a word
+
+
+def char_run_share(text: str) -> float:
+    """Share of the non-space characters that stand in runs of CHAR_RUN or more of the same character.
+
+    >>> char_run_share("a" * 10000), char_run_share("So good!")
+    (1.0, 0.0)
+    """
+    stripped = "".join(text.split())
+    if not stripped:
+        return 0.0
+    in_runs = sum(len(m.group(0)) for m in re.finditer(r"(.)\1{%d,}" % (CHAR_RUN - 1), stripped))
+    return in_runs / len(stripped)
+
+
 def repeated_ngram_share(text: str, lang: str, n: int) -> float:
-    """1 - unique / total n-grams of the text's units: 0 = no repetition, near 1 = one phrase over and over.
-    Texts shorter than n score 0.
+    """Repetition in [0, 1]: 1 - unique / total n-grams of the text's units (0 = no repetition, near 1 = one phrase
+    over and over), or the share of characters in runs of one character, whichever is larger (10,000 times the
+    same letter is one 'word' with no repeated n-gram, but it is repetition). Texts shorter than n score 0.
 
     >>> repeated_ngram_share("la la la la la", "en", 3)
     0.6666666666666667
     """
     grams = ngrams(text_units(text, lang), n)
-    return 1.0 - len(set(grams)) / len(grams) if grams else 0.0
+    return max(1.0 - len(set(grams)) / len(grams) if grams else 0.0, char_run_share(text))
 
 
 LEMMA_LANGS = ("en", "es")        # simplemma covers both; Chinese is matched as a substring (no word boundaries)

@@ -25,6 +25,7 @@ from common.io import atomic_write_text, write_jsonl
 from common.models import load_policy, policy_adapters
 from common.stage_configs import GenerateArgs
 from common.training import set_seed
+from data.files import decode_file
 from data.loaders import TaskPrompt, read_task_tsv
 from data.text import contains_word
 from reward.components import coverage_reward, script_drift_penalty
@@ -54,7 +55,7 @@ def write_submission(path: Path, chosen: list[dict]) -> None:
 
 def read_submission(path: Path) -> list[tuple[int, str, str]]:
     """(line, id, text) rows; a malformed line is an error naming the file and line."""
-    with path.open(encoding="utf-8", newline="") as f:
+    with io.StringIO(decode_file(path), newline="") as f:
         reader = csv.reader(f, delimiter="\t")
         header = next(reader, None)
         if header != ["id", "text"]:
@@ -136,7 +137,15 @@ def main(argv: list[str] | None = None) -> dict:
     return report
 
 
-entry = cli(main)       # the console entry point: user errors in one line (--debug: traceback)
+def main_checked(argv: list[str] | None = None) -> dict:
+    """main, exiting 1 when the submission has any failure, so that a script never uploads a broken file."""
+    report = main(argv)
+    if not report["valid"]:
+        raise SystemExit(1)
+    return report
+
+
+entry = cli(main_checked)       # the console entry point: user errors in one line (--debug: traceback)
 
 if __name__ == "__main__":
     entry()

@@ -189,6 +189,16 @@ def text_flags(texts: list[str], langs: list[str], cfg) -> dict[str, list[bool]]
             "gibberish": [g > cfg.gibberish_threshold for g in gibberish]}
 
 
+def empty_penalty(completions: list[str], **kwargs) -> list[float | None]:
+    """1.0 for a completion with no letter or digit (empty, whitespace, punctuation only: '', '。。。', '!!!'),
+    else 0.0. Its default weight (-1) keeps such a completion below zero whatever the other components say.
+
+    >>> empty_penalty(["", "   ", "。。。", "!!!", "A joke.", "哈"])
+    [1.0, 1.0, 1.0, 1.0, 0.0, 0.0]
+    """
+    return [0.0 if any(ch.isalnum() for ch in text) else 1.0 for text in completions]
+
+
 def make_rm_reward(reward_model):
     """P(humor) of each completion under the trained classifier (reward/model.py), in [0, 1]."""
 

@@ -34,6 +34,7 @@ COMPONENTS = {
     "script_drift_penalty": lambda cfg, rm: C.script_drift_penalty,
     "no_eos_penalty": lambda cfg, rm: C.no_eos_penalty,
     "gibberish_penalty": lambda cfg, rm: C.gibberish_penalty,
+    "empty_penalty": lambda cfg, rm: C.empty_penalty,
 }
 
 

@@ -7,7 +7,6 @@ stratified held-out split for accuracy, precision, recall, F1 and ROC-AUC.
 from __future__ import annotations
 
 import json
-import time
 
 import numpy as np
 import torch
@@ -20,7 +19,7 @@ from common.cli import cli
 from common.config import parse_config
 from common.io import save_atomically
 from common.models import load_classifier
-from common.rundir import dry_run, finish_stage, prepare_stage_dir
+from common.rundir import StageState, dry_run, finish_stage, prepare_stage_dir, start_clock
 from common.stage_configs import RMArgs
 from common.tb import log_scalars, tensorboard_callback
 from common.training import set_seed, trainer_config
@@ -58,8 +57,8 @@ def main(argv: list[str] | None = None) -> dict:
         return dry_run(cfg, "rm", labeled_rows=len(rows), labeled_sources=cfg.labeled_sources,
                        humor_rows=sum(r.label for r in rows))
     set_seed(cfg.seed)
-    started = time.time()
     out, resume = prepare_stage_dir(cfg, "rm")
+    started = start_clock(resume)           # the wall time of earlier segments counts
     labels = [r.label for r in rows]
     if len(set(labels)) < 2:
         raise ValueError(f"reward-model data has a single class ({labels[0]}) in sources {cfg.labeled_sources}")
@@ -83,10 +82,13 @@ def main(argv: list[str] | None = None) -> dict:
     # 3. train
     args = trainer_config(TrainingArguments, cfg, out, per_device_eval_batch_size=cfg.eval_batch_size)
     trainer = Trainer(model=model, args=args, train_dataset=train_ds, processing_class=tokenizer,
-                      data_collator=DataCollatorWithPadding(tokenizer), callbacks=[tensorboard_callback(out)])
+                      data_collator=DataCollatorWithPadding(tokenizer),
+                      callbacks=[tensorboard_callback(out), StageState(started)])
     sentinel = UpdateSentinel(model, classifier_probe(tokenizer, sample_texts()[:4]))
     train_result = trainer.train(resume_from_checkpoint=resume)
     moved = sentinel.check(model, "rm", trainer.state.global_step)
+    losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]     # every segment's, after a resume
+    train_loss = sum(losses) / len(losses) if losses else train_result.training_loss
 
     # 4. held-out metrics
     logits = torch.tensor(trainer.predict(test_ds).predictions)             # (N, 2)
@@ -108,11 +110,11 @@ def main(argv: list[str] | None = None) -> dict:
     report = ["| metric | held-out |", "|---|---|", *[f"| {k} | {v:.4f} |" for k, v in metrics.items()],
               f"| majority-class accuracy | {majority:.4f} |", "",
               f"train texts {len(train_rows)}, held-out {len(test_rows)}, steps {trainer.state.global_step}, "
-              f"final train loss {train_result.training_loss:.4f}", "", f"weights moved: {moved}"]
+              f"mean train loss {train_loss:.4f}", "", f"weights moved: {moved}"]
     return finish_stage(out, "rm", {
         "held_out": metrics, "majority_accuracy": float(majority), "train_size": len(train_rows),
         "test_size": len(test_rows), "steps": trainer.state.global_step,
-        "train_loss": train_result.training_loss, "update_check": moved, "model_dir": str(out / "final")},
+        "train_loss": train_loss, "update_check": moved, "model_dir": str(out / "final")},
         report, started, headline=", ".join(f"{k} {v:.3f}" for k, v in metrics.items()))
 
 

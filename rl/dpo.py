@@ -12,14 +12,13 @@ file) -> base + SFT adapter merged + a fresh LoRA, reference = the LoRA disabled
 from __future__ import annotations
 
 import random
-import time
 from pathlib import Path
 
 from common.accelerators import check_accelerators
 from common.cli import cli
 from common.config import parse_config
 from common.models import load_policy
-from common.rundir import dry_run, finish_stage, prepare_stage_dir
+from common.rundir import dry_run, finish_stage, prepare_stage_dir, start_clock
 from common.stage_configs import DPOArgs
 from common.training import set_seed
 from data.files import is_user_source
@@ -71,8 +70,8 @@ def main(argv: list[str] | None = None) -> dict:
         return dry_run(cfg, cfg.loss, preference_source=cfg.preference_source, **plan)
     check_accelerators(cfg)
     set_seed(cfg.seed)
-    started = time.time()
     out, resume = prepare_stage_dir(cfg, cfg.loss)
+    started = start_clock(resume)           # the wall time of earlier segments counts
     sft_dir = cfg.sft_adapter_dir()
 
     examples = build_pairs(cfg, sft_dir)
@@ -80,7 +79,7 @@ def main(argv: list[str] | None = None) -> dict:
     print(f"[{cfg.loss}] {len(examples)} preference pairs from {cfg.preference_source}; beta {cfg.beta}"
           + (f", lambda {cfg.dpop_lambda}" if cfg.loss == "dpop" else ""))
     loss_fn = dpop(cfg) if cfg.loss == "dpop" else None        # None: TRL's DPOTrainer
-    result = train_preferences(cfg, loss_fn, cfg.loss, examples, out, resume, [sft_dir], cfg.max_steps)
+    result = train_preferences(cfg, loss_fn, cfg.loss, examples, out, resume, [sft_dir], cfg.max_steps, started)
 
     figures = {key: trend(result["history"], key, 10) for key in
                ("rewards/chosen", "logps/chosen", "logps/rejected", "rewards/margins", "rewards/accuracies")}

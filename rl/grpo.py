@@ -14,7 +14,6 @@ from common.accelerators import check_accelerators, import_unsloth_if_requested
 if __name__ == "__main__":
     import_unsloth_if_requested()   # unsloth must be imported before trl, which it patches
 
-import time
 from pathlib import Path
 
 from datasets import Dataset
@@ -25,7 +24,7 @@ from common.cli import cli
 from common.config import parse_config
 from common.generation import fit_prompt, stop_token_ids
 from common.models import load_policy, save_stage_adapter
-from common.rundir import dry_run, prepare_stage_dir
+from common.rundir import StageState, dry_run, prepare_stage_dir, stage_state, start_clock
 from common.stage_configs import GRPOArgs
 from common.tb import tensorboard_callback
 from common.training import is_main_process, lora_config, set_seed, trainer_config
@@ -68,8 +67,9 @@ def grpo_config(cfg: GRPOArgs, out: Path, reward_weights: list[float] | None = N
         reward_weights=reward_weights, use_vllm=cfg.use_vllm, **({"vllm_mode": "colocate"} if cfg.use_vllm else {}))
 
 
-def build_trainer(cfg: GRPOArgs, out: Path):
-    """(trainer, tokenizer, reward components, held-out prompts, SFT adapter dir) for a GRPO run."""
+def build_trainer(cfg: GRPOArgs, out: Path, resume: str | None = None, started: float | None = None):
+    """(trainer, tokenizer, reward components, held-out prompts, SFT adapter dir, alarms) for a GRPO run; alarms
+    fired before a resume come back from its checkpoint."""
     # 1. policy = base + SFT adapter, merged; GRPO trains a new LoRA on top, so "adapter off" = the SFT policy
     sft_dir = cfg.sft_adapter_dir()
     model, tokenizer = load_policy(cfg.policy_model, [sft_dir], use_unsloth=cfg.use_unsloth, dtype=cfg.model_dtype)
@@ -88,10 +88,12 @@ def build_trainer(cfg: GRPOArgs, out: Path):
     # 4. TRL's trainer + batch statistics; callbacks in order: per-component means, alarms, then TensorBoard
     tensorboard = tensorboard_callback(out)
     alarms = Alarms(cfg, stop=cfg.alarm_stop, last_batch=lambda: trainer.last_batch)
+    alarms.fired.extend(stage_state(resume)["alarms"])
     trainer = MonitoredGRPOTrainer(
         model=model, reward_funcs=reward_funcs, args=grpo_config(cfg, out, reward_weights), processing_class=tokenizer,
         train_dataset=prompt_dataset(train_tasks, tokenizer, cfg.max_prompt_tokens), peft_config=lora_config(cfg), stop_ids=stop_ids,
-        text_checks=cfg, callbacks=[ComponentMeans(record), alarms, tensorboard])
+        text_checks=cfg, callbacks=[ComponentMeans(record), alarms, tensorboard,
+                                    StageState(started if started is not None else start_clock(resume), alarms.fired)])
     trainer.add_callback(SampleText(trainer, tensorboard.tb_writer, cfg.log_samples_steps))
     return trainer, tokenizer, fns, held_out, sft_dir, alarms
 
@@ -102,9 +104,9 @@ def main(argv: list[str] | None = None) -> dict:
         return dry_run(cfg, "grpo", **prompt_plan(cfg), reward_components=component_names(cfg))
     check_accelerators(cfg)
     set_seed(cfg.seed)
-    started = time.time()
     out, resume = prepare_stage_dir(cfg, "grpo")
-    trainer, tokenizer, fns, held_out, sft_dir, alarms = build_trainer(cfg, out)
+    started = start_clock(resume)           # the wall time of earlier segments counts
+    trainer, tokenizer, fns, held_out, sft_dir, alarms = build_trainer(cfg, out, resume, started)
     sentinel = UpdateSentinel(trainer.model, causal_lm_probe(tokenizer, sample_texts()[:4]))
     trainer.train(resume_from_checkpoint=resume)
     moved = sentinel.check(trainer.model, "grpo", trainer.state.global_step)

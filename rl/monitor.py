@@ -141,6 +141,10 @@ class Alarms(TrainerCallback):
         return fired
 
     def on_log(self, args, state, control, logs=None, **kwargs):
+        key = f"rewards/{self.cfg.rm_component}/mean"
+        if self.first_rm is None:      # after a resume, the first value is in the restored log history
+            earlier = [h[key] for h in getattr(state, "log_history", []) if key in h]
+            self.first_rm = earlier[0] if earlier else None
         if logs and self.observe(logs, state.global_step) and self.stop:
             control.should_save = True
             control.should_training_stop = True

@@ -13,13 +13,13 @@ from __future__ import annotations
 
 import json
 import random
-import time
 from pathlib import Path
 
 from common.accelerators import check_accelerators
 from common.cli import cli
 from common.config import parse_config
-from common.rundir import dry_run, finish_stage, last_checkpoint, prepare_stage_dir
+from common.io import atomic_write_text
+from common.rundir import dry_run, finish_stage, last_checkpoint, prepare_stage_dir, start_clock
 from common.stage_configs import PGCLArgs
 from common.training import set_seed
 from data.preferences import Pun, load_puns, pun_examples
@@ -60,10 +60,10 @@ def stage1(cfg: PGCLArgs, train: list[Pun], sft_dir: Path, stage1_dir: Path) -> 
         print(f"[pgcl] stage 1: {len(pairs)} structure pairs (gold > own failure)")
         resume = last_checkpoint(stage1_dir)
         result = train_preferences(cfg, None, "pgcl stage 1", pairs, stage1_dir, str(resume) if resume else None,
-                                   [sft_dir], cfg.stage1_max_steps or cfg.max_steps)
+                                   [sft_dir], cfg.stage1_max_steps or cfg.max_steps, start_clock(resume))
         summary = {"examples": len(pairs), "steps": result["steps"], "update_check": result["update_check"],
                    "chosen_logp": trend(result["history"], "logps/chosen")}
-        (stage1_dir / "stage1.json").write_text(json.dumps(summary, indent=2, default=str))
+        atomic_write_text(stage1_dir / "stage1.json", json.dumps(summary, indent=2, default=str))
     return json.loads((stage1_dir / "stage1.json").read_text())
 
 
@@ -74,8 +74,8 @@ def main(argv: list[str] | None = None) -> dict:
         return dry_run(cfg, "pgcl", pun_sources=cfg.pun_sources, puns=len(puns))
     check_accelerators(cfg)
     set_seed(cfg.seed)
-    started = time.time()
     out, resume = prepare_stage_dir(cfg, "pgcl")
+    started = start_clock(resume)           # the wall time of earlier segments counts
     sft_dir = cfg.sft_adapter_dir()
     random.Random(cfg.seed).shuffle(puns)
     held_out, train = puns[:cfg.structure_eval_prompts], puns[cfg.structure_eval_prompts:][:cfg.self_prompts]
@@ -96,7 +96,7 @@ def main(argv: list[str] | None = None) -> dict:
     write_examples(out, "triples", triples)
     print(f"[pgcl] stage 2: {len(triples)} triples (gold > y* > fail); weights gold {cfg.pgcl_gold_weight}, "
           f"fail {cfg.pgcl_fail_weight}")
-    result = train_preferences(cfg, three_way(cfg), "pgcl", triples, out, resume, stage1_adapters, cfg.max_steps)
+    result = train_preferences(cfg, three_way(cfg), "pgcl", triples, out, resume, stage1_adapters, cfg.max_steps, started)
     success["stage2"] = measure_structure(cfg, stage1_adapters + [out / "final"], held_tasks, out, "stage2")
 
     report = [f"PGCL on {len(puns)} puns ({cfg.pun_sources}, {cfg.langs}); {len(held_out)} held out",

@@ -245,18 +245,23 @@ def optimize(model, value_head, optimizer, batch: dict, cfg: PPOArgs, bf16: bool
     return {k: sum(v) / len(v) for k, v in stats.items()}
 
 
-def save_checkpoint(directory: Path, model, value_head, optimizer, iteration: int, kl: KLController) -> None:
+def save_checkpoint(directory: Path, model, value_head, optimizer, iteration: int, kl: KLController,
+                    summary_state: dict) -> None:
+    """Everything a resume needs, written atomically: the adapter, value head, optimizer, KL beta, RNG, and what
+    the summary reports (summary_state: history, alarms, first RM score, elapsed wall time)."""
     def save(tmp: Path):
         model.save_pretrained(str(tmp))                       # the adapter, usable on its own
         trainable = {n: p.detach().cpu() for n, p in model.named_parameters() if p.requires_grad}
         torch.save({"trainable": trainable, "value_head": value_head.state_dict(), "optimizer": optimizer.state_dict(),
-                    "iteration": iteration, "kl_beta": kl.beta, "torch_rng": torch.get_rng_state()}, tmp / "ppo_state.pt")
+                    "iteration": iteration, "kl_beta": kl.beta, "torch_rng": torch.get_rng_state(),
+                    "summary_state": summary_state}, tmp / "ppo_state.pt")
     save_atomically(directory, save)
     for old in checkpoints(directory.parent)[:-2]:
         shutil.rmtree(old)
 
 
-def load_checkpoint(directory: Path, model, value_head, optimizer, kl: KLController) -> int:
+def load_checkpoint(directory: Path, model, value_head, optimizer, kl: KLController) -> tuple[int, dict]:
+    """(iteration, summary_state) of a checkpoint, its weights, optimizer, KL beta and RNG restored."""
     state = torch.load(Path(directory) / "ppo_state.pt", weights_only=False)
     missing = set(state["trainable"]) - {n for n, _ in model.named_parameters()}
     if missing:
@@ -266,7 +271,7 @@ def load_checkpoint(directory: Path, model, value_head, optimizer, kl: KLControl
     optimizer.load_state_dict(state["optimizer"])
     kl.beta = state["kl_beta"]
     torch.set_rng_state(state["torch_rng"])
-    return state["iteration"]
+    return state["iteration"], state.get("summary_state", {})
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -300,12 +305,15 @@ def main(argv: list[str] | None = None) -> dict:
 
     sentinel = UpdateSentinel(model, causal_lm_probe(tokenizer, sample_texts()[:4]))
     value_before = trainable_snapshot(value_head)
-    start = load_checkpoint(Path(resume), model, value_head, optimizer, kl) if resume else 0
+    start, carried = load_checkpoint(Path(resume), model, value_head, optimizer, kl) if resume else (0, {})
     if resume:
         print(f"[ppo] resumed at iteration {start}")
     alarms = Alarms(cfg, stop=cfg.alarm_stop)
+    alarms.fired.extend(carried.get("alarms", []))            # what the summary reports survives the resume
+    alarms.first_rm = carried.get("first_rm")
+    started -= carried.get("elapsed_s", 0.0)
     writer = SummaryWriter(log_dir=str(out / "tb"))
-    history: list[dict] = []
+    history: list[dict] = list(carried.get("history", []))
     iteration = start
     for iteration in tqdm(range(start + 1, cfg.max_steps + 1), desc="ppo", initial=start, total=cfg.max_steps):
         tasks = stream.prompts((iteration - 1) * cfg.batch_size, cfg.batch_size)
@@ -325,7 +333,9 @@ def main(argv: list[str] | None = None) -> dict:
                    f"{logs['ppo/value_loss']:.4f} clipfrac {logs['ppo/clipfrac']:.2f} expl. var "
                    f"{logs['ppo/explained_variance']:.2f}")
         if iteration % cfg.save_steps == 0 or (fired and cfg.alarm_stop):
-            save_checkpoint(out / f"checkpoint-{iteration}", model, value_head, optimizer, iteration, kl)
+            save_checkpoint(out / f"checkpoint-{iteration}", model, value_head, optimizer, iteration, kl,
+                            {"history": history, "alarms": alarms.fired, "first_rm": alarms.first_rm,
+                             "elapsed_s": time.time() - started})
         if fired and cfg.alarm_stop:
             break
     writer.close()

@@ -26,6 +26,7 @@ from common.generation import adds_special_tokens, sample_completions, stop_toke
 from common.io import write_jsonl
 from common.logprobs import token_logprobs
 from common.models import load_policy, save_stage_adapter
+from common.rundir import StageState
 from common.tb import tensorboard_callback
 from common.training import lora_config, trainer_config, use_bf16
 from common.update_check import UpdateSentinel, causal_lm_probe
@@ -114,14 +115,14 @@ class PreferenceTrainer(Trainer):
 
 
 def train_preferences(cfg, loss_fn: PreferenceLoss | None, stage: str, examples: list[PreferenceExample], out: Path,
-                      resume: str | None, adapters: list[Path], max_steps: int) -> dict:
+                      resume: str | None, adapters: list[Path], max_steps: int, started: float) -> dict:
     """Train a fresh LoRA on base + adapters (merged; the reference) and save <out>/final atomically.
-    loss_fn None: TRL's DPOTrainer (DPO); else PreferenceTrainer with that loss."""
+    loss_fn None: TRL's DPOTrainer (DPO); else PreferenceTrainer with that loss. started: the stage's clock."""
     model, tokenizer = load_policy(cfg.policy_model, adapters, dtype=cfg.model_dtype)
     stop_token_ids(model, tokenizer)
     prefix = completion_prefix(tokenizer)
     prompts = [format_conversation(tokenizer, example_messages(ex)) for ex in examples]
-    tensorboard = tensorboard_callback(out)
+    callbacks = [tensorboard_callback(out), StageState(started)]
     steps = {} if cfg.epochs else {"max_steps": max_steps}     # epochs, when set, win (as in every Trainer stage)
     if loss_fn is None:
         data = Dataset.from_dict({"prompt": prompts, "chosen": [prefix + ex.completions[0] for ex in examples],
@@ -130,7 +131,7 @@ def train_preferences(cfg, loss_fn: PreferenceLoss | None, stage: str, examples:
                               max_length=cfg.max_length)
         trainer = DPOTrainer(model=model, args=args,
                              processing_class=tokenizer, train_dataset=data, peft_config=lora_config(cfg),
-                             callbacks=[tensorboard])
+                             callbacks=callbacks)
     else:
         tokenized = [tokenize_example(tokenizer, p, [prefix + c for c in ex.completions], cfg.max_length)
                      for p, ex in zip(prompts, examples)]
@@ -138,7 +139,7 @@ def train_preferences(cfg, loss_fn: PreferenceLoss | None, stage: str, examples:
             model=get_peft_model(model, lora_config(cfg)),
             args=trainer_config(TrainingArguments, cfg, out, **steps, remove_unused_columns=False),
             train_dataset=Dataset.from_list(tokenized),
-            data_collator=collate(tokenizer.pad_token_id), callbacks=[tensorboard], loss_fn=loss_fn, beta=cfg.beta)
+            data_collator=collate(tokenizer.pad_token_id), callbacks=callbacks, loss_fn=loss_fn, beta=cfg.beta)
     sentinel = UpdateSentinel(trainer.model, causal_lm_probe(tokenizer, sample_texts()[:4]))
     trainer.train(resume_from_checkpoint=resume)
     moved = sentinel.check(trainer.model, stage, trainer.state.global_step)

@@ -14,7 +14,6 @@ from common.accelerators import check_accelerators, import_unsloth_if_requested
 if __name__ == "__main__":
     import_unsloth_if_requested()   # unsloth must be imported before trl, which it patches
 
-import time
 
 from datasets import Dataset
 from trl import SFTConfig, SFTTrainer
@@ -23,7 +22,7 @@ from common.cli import cli
 from common.config import parse_config
 from common.generation import sample_completions, stop_token_ids
 from common.models import fingerprint, load_base_policy, save_stage_adapter
-from common.rundir import dry_run, finish_stage, prepare_stage_dir
+from common.rundir import StageState, dry_run, finish_stage, prepare_stage_dir, start_clock
 from common.stage_configs import SFTArgs
 from common.tb import log_scalars, tensorboard_callback
 from common.training import lora_config, set_seed, trainer_config
@@ -71,8 +70,8 @@ def main(argv: list[str] | None = None) -> dict:
     held_out = rl_prompt_split(cfg)[1]          # the prompts RL holds out: samples measure the stop rate
     check_accelerators(cfg)
     set_seed(cfg.seed)
-    started = time.time()
     out, resume = prepare_stage_dir(cfg, "sft")
+    started = start_clock(resume)           # the wall time of earlier segments counts
 
     # 2. policy and its stop token
     model, tokenizer = load_base_policy(cfg.policy_model, cfg.use_unsloth, cfg.model_dtype)
@@ -86,7 +85,7 @@ def main(argv: list[str] | None = None) -> dict:
     # 3. train with TRL: loss on the completion only
     args = trainer_config(SFTConfig, cfg, out, max_length=cfg.max_length, completion_only_loss=True)
     trainer = SFTTrainer(model=model, args=args, train_dataset=train_ds, processing_class=tokenizer,
-                         peft_config=lora_config(cfg), callbacks=[tensorboard_callback(out)])
+                         peft_config=lora_config(cfg), callbacks=[tensorboard_callback(out), StageState(started)])
     truncated = check_eos_in_targets(trainer.train_dataset, tokenizer.eos_token_id, cfg.max_length)
     sentinel = UpdateSentinel(trainer.model, causal_lm_probe(tokenizer, sample_texts()[:4]))
     result = trainer.train(resume_from_checkpoint=resume)
@@ -109,7 +108,7 @@ def main(argv: list[str] | None = None) -> dict:
               f"weights moved: {moved}"]
     return finish_stage(out, "sft", {
         "demonstrations": len(demos), "skipped_jokes": skipped, "truncated_examples": truncated,
-        "steps": trainer.state.global_step, "train_loss": result.training_loss,
+        "steps": trainer.state.global_step, "train_loss": sum(losses) / len(losses) if losses else result.training_loss,
         "loss_first": losses[0] if losses else None, "loss_last": losses[-1] if losses else None,
         "eos_token": eos, "eos_token_id": tokenizer.eos_token_id, "stop_token_ids": stop_ids,
         "stop_rate": stop_rate, "samples": [s.__dict__ for s in samples], "update_check": moved,

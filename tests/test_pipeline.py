@@ -177,5 +177,8 @@ def test_interrupted_run_resumes_from_its_last_checkpoint(tmp_path, capsys):
     sft(args + ["--max_steps", "2"])
     stage = tmp_path / "r" / "sft"
     (stage / "summary.json").unlink()          # as if it had died after its checkpoint
-    summary = sft(args + ["--max_steps", "4"])
+    with pytest.raises(ValueError, match="max_steps: 2 -> 4.*--resume_changed true"):     # a different run now
+        sft(args + ["--max_steps", "4"])
+    summary = sft(args + ["--max_steps", "4", "--resume_changed", "true"])
     assert f"resuming from {stage / 'checkpoint-2'}" in capsys.readouterr().out and summary["steps"] == 4
+    assert summary["resumes"][0]["changed"] == {"max_steps": {"was": 2, "now": 4}}

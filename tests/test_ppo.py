@@ -188,17 +188,18 @@ def test_ppo_resumes_from_its_checkpoint_to_the_same_weights(run, tmp_path):
     run_dir, _ = run
     common = ["--config", TINY, "--runs_dir", str(run_dir.parent), "--run_name", run_dir.name, "--max_steps", "3",
               "--save_steps", "1", "--eval_prompts", "2"]
-    ppo(common + ["--output_dir", str(tmp_path / "a")])
+    uninterrupted = ppo(common + ["--output_dir", str(tmp_path / "a")])
     assert sorted(p.name for p in (tmp_path / "a").glob("checkpoint-*")) == ["checkpoint-2", "checkpoint-3"]
     (tmp_path / "b").mkdir()
     shutil.copytree(tmp_path / "a" / "checkpoint-2", tmp_path / "b" / "checkpoint-2")   # as if it died after 2
     summary = ppo(common + ["--output_dir", str(tmp_path / "b")])
-    assert [h["step"] for h in summary["history"]] == [3]
+    assert [h["step"] for h in summary["history"]] == [1, 2, 3]          # carried across the resume
     a = torch.load(tmp_path / "a" / "checkpoint-3" / "ppo_state.pt", weights_only=False)
     b = torch.load(tmp_path / "b" / "checkpoint-3" / "ppo_state.pt", weights_only=False)
     for name, tensor in a["trainable"].items():
         assert torch.allclose(tensor, b["trainable"][name], atol=1e-6), name
     assert torch.allclose(a["value_head"]["linear.weight"], b["value_head"]["linear.weight"], atol=1e-6)
+    assert summary["reward_first"] == uninterrupted["reward_first"] and summary["alarms"] == uninterrupted["alarms"]
 
 
 def test_ppo_with_a_frozen_optimizer_fails_loudly(run, tmp_path, monkeypatch):

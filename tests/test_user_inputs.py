@@ -335,6 +335,8 @@ def test_last_checkpoint_skips_one_cut_short_and_temporary_folders(tmp_path):
         (tmp_path / name).mkdir()
         if complete:
             (tmp_path / name / "trainer_state.json").write_text("{}")
+            (tmp_path / name / "humor_rl_state.json").write_text("{}")
+    (tmp_path / "checkpoint-12" / "trainer_state.json").write_text("{}")    # the Trainer's part only: cut short
     assert last_checkpoint(tmp_path) == tmp_path / "checkpoint-10"       # 12 was killed mid-save; 14.tmp is not one
     assert last_checkpoint(tmp_path / "none") is None
 

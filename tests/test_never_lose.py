@@ -1,0 +1,144 @@
+"""Never lose a run (issue 15): kills mid-save, two processes on one run, resumes with other settings, summaries
+that survive resumes, and bad input refused with its place."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import TINY
+
+ROOT = Path(__file__).resolve().parents[1]
+
+DIE_IN_SAVE = """
+import os, sys
+from transformers import Trainer
+save_rng = Trainer._save_rng_state
+def die_at_step_4(self, output_dir):      # killed inside the save of checkpoint-4: model written, state not
+    if self.state.global_step == 4:
+        os._exit(9)
+    return save_rng(self, output_dir)
+Trainer._save_rng_state = die_at_step_4
+from sft.sft import main
+main(sys.argv[1:])
+"""
+
+
+def test_a_kill_inside_a_checkpoint_save_resumes_to_the_same_end(tmp_path, capsys):
+    from sft.sft import main as sft
+
+    args = ["--config", TINY, "--runs_dir", str(tmp_path), "--max_steps", "4", "--save_steps", "2", "--eval_prompts", "2"]
+    killed = subprocess.run([sys.executable, "-c", DIE_IN_SAVE, *args, "--run_name", "killed"], cwd=ROOT,
+                            capture_output=True, text=True)
+    assert killed.returncode == 9, killed.stderr[-2000:]
+    stage = tmp_path / "killed" / "sft"
+    assert (stage / "checkpoint-4").is_dir() and not (stage / "checkpoint-4" / "trainer_state.json").exists()
+    (stage / ".lock").unlink()          # os._exit skips atexit; a dead holder's lock would be taken over anyway
+    resumed = sft(args + ["--run_name", "killed"])
+    out = capsys.readouterr().out
+    assert f"skipping {stage / 'checkpoint-4'}" in out and f"resuming from {stage / 'checkpoint-2'}" in out
+    whole = sft(args + ["--run_name", "whole"])
+    assert resumed["steps"] == whole["steps"] == 4
+    assert resumed["loss_first"] == pytest.approx(whole["loss_first"], rel=1e-4)     # carried from the first segment
+    assert resumed["loss_last"] == pytest.approx(whole["loss_last"], rel=1e-2)
+    assert resumed["wall_time_s"] > 0 and resumed["resumes"][0]["changed"] == {}
+
+
+def test_a_second_process_on_the_same_run_stops_and_a_dead_ones_lock_is_taken_over(tmp_path, capsys):
+    from sft.sft import main as sft
+
+    stage = tmp_path / "r" / "sft"
+    stage.mkdir(parents=True)
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        (stage / ".lock").write_text(str(sleeper.pid))
+        args = ["--config", TINY, "--runs_dir", str(tmp_path), "--run_name", "r", "--max_steps", "2", "--eval_prompts", "2"]
+        with pytest.raises(RuntimeError, match=f"in use by process {sleeper.pid}"):
+            sft(args)
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+    summary = sft(args)                           # the holder is dead now: its lock is taken over
+    assert f"left by process {sleeper.pid}, which is no longer running" in capsys.readouterr().out
+    assert summary["steps"] == 2 and not (stage / ".lock").exists()
+
+
+def test_alarms_fired_before_a_resume_stay_in_the_summary(run, tmp_path):
+    import shutil
+
+    from rl.grpo import main as grpo
+
+    run_dir, _ = run
+    common = ["--config", TINY, "--runs_dir", str(tmp_path), "--max_steps", "4", "--save_steps", "2", "--eval_prompts", "2",
+              "--sft_adapter", str(run_dir / "sft" / "final"), "--reward_model", str(run_dir / "rm" / "final")]
+    whole = grpo(common + ["--run_name", "whole"])
+    assert whole["alarms"]                                   # a random tiny policy drifts out of script at once
+    broken = tmp_path / "broken" / "grpo"
+    broken.mkdir(parents=True)
+    shutil.copytree(tmp_path / "whole" / "grpo" / "checkpoint-2", broken / "checkpoint-2")   # as if killed after it
+    shutil.copy(tmp_path / "whole" / "grpo" / "config.yaml", broken / "config.yaml")
+    resumed = grpo(common + ["--run_name", "broken"])
+    assert [a["step"] for a in resumed["alarms"]] == [a["step"] for a in whole["alarms"]]
+    assert resumed["reward_first"] == pytest.approx(whole["reward_first"])
+
+
+def test_submit_validate_exits_non_zero_on_a_broken_file(tmp_path):
+    tsv = tmp_path / "in.tsv"
+    tsv.write_text("id\tword1\tword2\theadline\nen_1\t-\t-\tCat elected mayor\nen_2\t-\t-\tDog sues cat\n")
+    sub = tmp_path / "sub.tsv"
+    sub.write_text("id\ttext\nen_1\tThe cat won by a whisker.\n")            # en_2 missing
+    result = subprocess.run([sys.executable, "eval/submit.py", "--validate", str(sub), "--tsv", str(tsv)], cwd=ROOT,
+                            capture_output=True, text=True)
+    assert result.returncode == 1 and "id en_2 missing" in result.stdout
+
+
+@pytest.mark.parametrize("flag, value, message", [
+    ("kl_beta", "-1", "kl_beta must be >= 0"), ("max_steps", "0", "max_steps must be >= 1"),
+    ("temperature", "0", "temperature must be > 0"), ("top_p", "1.5", "top_p must be in \\(0, 1\\]"),
+])
+def test_nonsense_values_are_refused_before_anything_loads(flag, value, message):
+    from common.config import parse_config
+    from common.stage_configs import GRPOArgs
+
+    with pytest.raises(ValueError, match=message):
+        parse_config(GRPOArgs, "grpo", [f"--{flag}", value])
+
+
+def test_text_files_that_are_not_utf8_or_hold_control_characters_are_refused_with_their_place(tmp_path):
+    from data.loaders import load_labeled, read_task_tsv
+
+    bom = tmp_path / "bom.csv"
+    bom.write_bytes("\ufefftext,label\nA joke.,1\n".encode("utf-8"))
+    assert load_labeled([str(bom)], langs=["en"])[0].text == "A joke."           # a BOM is fine
+    (tmp_path / "latin1.tsv").write_bytes("id\tword1\tword2\theadline\nen_1\t-\t-\tCaf\xe9\n".encode("latin-1"))
+    with pytest.raises(ValueError, match="latin1.tsv:2: not UTF-8 \\(byte 0xe9\\)"):
+        read_task_tsv(tmp_path / "latin1.tsv")
+    (tmp_path / "nul.csv").write_text("text,label\nok,1\nbad\x00text,0\n")
+    with pytest.raises(ValueError, match="nul.csv:3: 'text' holds the control character '\\\\x00'"):
+        load_labeled([str(tmp_path / "nul.csv")])
+
+
+def test_empty_and_punctuation_only_completions_never_earn_a_positive_total():
+    from common.stage_configs import RewardArgs
+    from reward.composite import build_components, score
+
+    class GenerousRM:
+        def score(self, texts, instructions=None):
+            return [1.0] * len(texts)                       # the worst case: the RM loves everything
+
+    cfg = RewardArgs()                                      # the default weights
+    texts = ["", "   ", "。。。", "!!!", "...", "The cactus filed a lawsuit."]
+    for prompt_type, words in (("words", [["cactus", "lawsuit"]] * 6), ("headline", [None] * 6)):
+        out = score(build_components(cfg, GenerousRM()), texts, [prompt_type] * 6, cfg.reward_weights,
+                    words=words, lang=["en"] * 5 + ["en"], finished=[True] * 6)
+        assert all(total < 0 for total in out["total"][:5]), (prompt_type, out["total"])
+        assert out["total"][5] > 0
+
+
+def test_a_run_of_one_character_is_repetition():
+    from reward.components import make_repetition_penalty
+
+    assert make_repetition_penalty(3)(["a" * 10000, "Soooooo good", "So good"], lang="en") == pytest.approx(
+        [1.0, 6 / 11, 0.0])      # "Soooooogood": 6 of 11 characters in a run
