@@ -230,6 +230,10 @@ class SFTArgs(TrainerArgs, UnslothArgs, LabeledDataArgs, PromptArgs, PolicyStage
 
     trainer_config: ClassVar[type] = SFTConfig
 
+    sft_sources: list[str] = field(default_factory=list, metadata={
+        "help": "Annotated jokes (sft/annotate.py's annotations.jsonl, or its folder; 'annotate': this run's) as "
+                "demonstrations of both prompt types: headline -> joke and two words -> joke."})
+
     max_length: int = field(default=256, metadata={"help": "Prompt + joke tokens; longer examples are truncated."})
 
 
@@ -241,6 +245,9 @@ class RMArgs(TrainerArgs, LabeledDataArgs, DataArgs, StageArgs, RunArgs):
         "help": "Encoder to fine-tune as a 2-label classifier: a local directory, a hub id "
                 "(microsoft/deberta-v3-base, ...) or 'tiny:bert' (random, for tests)."})
     with_prompt: bool = field(default=False, metadata={"help": "Train on prompt + text instead of text alone (the seeds did both)."})
+    annotations: list[str] = field(default_factory=list, metadata={
+        "help": "With with_prompt: annotated jokes (annotations.jsonl or its folder; 'annotate': this run's) whose "
+                "headline prompt pairs with the joke, instead of a two-words prompt built from the joke."})
     test_size: float = field(default=0.1, metadata={"help": "Stratified held-out share for accuracy/precision/recall/F1/ROC-AUC."})
     max_length: int = field(default=128, metadata={"help": "Classifier input truncation in tokens."})
     eval_batch_size: int = field(default=64, metadata={"help": "Batch size for held-out evaluation."})
@@ -402,6 +409,30 @@ class PGCLArgs(TextCheckArgs, RewardModelArgs, PreferenceArgs):
 
 
 @dataclass
+class AnnotateArgs(LabeledDataArgs, DataArgs, StageArgs, RunArgs):
+    """Annotate labeled jokes into task data with a local instruct LLM (sft/annotate.py, the seeds' data step):
+    a related headline and two key words (a verb and a noun) per joke, validated, resumable."""
+
+    annotator_model: str = field(default="pkg:smollm2-135m-instruct", metadata={
+        "help": "The annotator: a pkg: model on CPU, a hub id or a folder on GPU (the seeds: Qwen/Qwen2.5-7B-Instruct)."})
+    model_dtype: str = field(default="fp32", metadata={"help": "Weights of the annotator: fp32, bf16 or fp16."})
+    max_jokes: int | None = field(default=None, metadata={
+        "help": "Annotate at most this many humor rows (seeded sample of the labeled sources). None: all."})
+    batch_size: int = field(default=8, metadata={"help": "Jokes annotated together (one generation batch)."})
+    max_new_tokens: int = field(default=96, metadata={"help": "Longest answer; a JSON answer needs about 40 tokens."})
+    max_prompt_tokens: int = field(default=512, metadata={"help": "Instructions are cut on the left to this many tokens."})
+    greedy: bool = field(default=True, metadata={"help": "Decode the first attempt greedily (False: sample it too)."})
+    retry_temperature: float = field(default=0.7, metadata={
+        "help": "Sampling temperature of the retries (and of the first attempt when greedy is off): a greedy retry "
+                "would repeat itself."})
+    top_p: float = field(default=0.95, metadata={"help": "Nucleus mass when sampling."})
+    max_retries: int = field(default=2, metadata={"help": "Retries of a rejected answer before it is counted by reason."})
+    headline_window: dict = field(default_factory=lambda: {"zh": [10, 40], "en": [3, 20], "es": [3, 20]}, metadata={
+        "help": "Per language, [lo, hi] headline length (characters for zh, as the seeds' 10-40; words for en/es)."})
+    use_vllm: bool = field(default=False, metadata={"help": "Generate with vLLM (GPU only, requirements-gpu.txt)."})
+
+
+@dataclass
 class ScoreArgs(RewardArgs, RunArgs):
     """Score texts with every reward component and the composite total (reward/score.py)."""
 
@@ -461,6 +492,7 @@ RANGES = {
     "min_score_gap": _NON_NEGATIVE, "self_samples": _AT_LEAST_1, "self_prompts": _AT_LEAST_1,
     "pgcl_gold_weight": _NON_NEGATIVE, "pgcl_fail_weight": _NON_NEGATIVE, "stage1_max_steps": _AT_LEAST_1,
     "structure_eval_prompts": _AT_LEAST_1, "samples_per_prompt": _AT_LEAST_1, "gen_batch_size": _AT_LEAST_1,
+    "max_jokes": _AT_LEAST_1, "max_retries": _NON_NEGATIVE, "retry_temperature": _POSITIVE,
 }
 
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from common.stage_configs import (DPOArgs, EvalArgs, GenerateArgs, GRPOArgs, PGCLArgs, PPOArgs, RMArgs, ScoreArgs,
-                                  SFTArgs)
+from common.stage_configs import (AnnotateArgs, DPOArgs, EvalArgs, GenerateArgs, GRPOArgs, PGCLArgs, PPOArgs, RMArgs,
+                                  ScoreArgs, SFTArgs)
 
 
 @dataclass(frozen=True)
@@ -19,11 +19,12 @@ class Stage:
     module: str      # the entry point: python -m <module>, or <module>.main(argv)
     config: type     # its dataclass
     section: str     # its section in a YAML preset (dpo and dpop share 'dpo')
-    output: str      # 'adapter' (a policy), 'reward_model' or 'report'
-    kind: str        # 'sft', 'reward_model', 'online_rl' (samples and scores while it trains), 'preference', 'eval'
+    output: str      # 'adapter' (a policy), 'reward_model', 'data' or 'report'
+    kind: str        # 'data', 'sft', 'reward_model', 'online_rl' (samples and scores while it trains), 'preference', 'eval'
 
 
 STAGES = (
+    Stage("annotate", "sft.annotate", AnnotateArgs, "annotate", "data", "data"),
     Stage("sft", "sft.sft", SFTArgs, "sft", "adapter", "sft"),
     Stage("rm", "reward.train_rm", RMArgs, "rm", "reward_model", "reward_model"),
     Stage("grpo", "rl.grpo", GRPOArgs, "grpo", "adapter", "online_rl"),

@@ -218,17 +218,20 @@ def read_user_prompts(spec: SourceSpec) -> list[TaskPrompt]:
         headline, words = get("headline"), get("words")
         if words is None and get("word1") is not None and get("word2") is not None:
             words = [get("word1"), get("word2")]
-        if bool(headline) == bool(words):
-            raise ValueError(f"{where}: a prompt needs either a headline or two words (columns headline, words or "
+        if not headline and not words:
+            raise ValueError(f"{where}: a prompt needs a headline or two words (columns headline, words or "
                              f"word1 + word2; map yours with columns: {{headline: ...}}); the row has {sorted(row)}")
-        prompt_type = "headline" if headline else "words"
-        if get("prompt_type") not in (None, prompt_type):
-            raise ValueError(f"{where}: prompt_type {get('prompt_type')!r} but the row holds a {prompt_type} prompt")
-        text = str(headline) if headline else " ".join(_words(words, where))
-        pid = str(get("id") or where)
-        out.append(TaskPrompt(pid, _row_lang(row, spec, where, text), prompt_type,
-                              headline=str(headline) if headline else None,
-                              words=_words(words, where) if words else None))
+        prompt_type = get("prompt_type")
+        if prompt_type not in (None, "headline", "words") or (prompt_type and not {"headline": headline,
+                                                                                   "words": words}[prompt_type]):
+            raise ValueError(f"{where}: prompt_type {prompt_type!r} does not match the row's fields {sorted(row)}")
+        text = " ".join([str(headline or ""), *(_words(words, where) if words else [])])
+        lang, pid = _row_lang(row, spec, where, text), str(get("id") or where)
+        both = headline and words and prompt_type is None       # an annotated joke: both of its prompts
+        if headline and prompt_type in (None, "headline"):
+            out.append(TaskPrompt(f"{pid}:headline" if both else pid, lang, "headline", headline=str(headline)))
+        if words and prompt_type in (None, "words"):
+            out.append(TaskPrompt(f"{pid}:words" if both else pid, lang, "words", words=_words(words, where)))
     return out
 
 

@@ -38,6 +38,31 @@ TEMPLATES = {
                           "Add an unexpected twist to make it funnier, and keep it fluent and grammatical.",
 }
 
+# The annotator's instruction (SPEC section 3, seed 001's wording for zh): a joke -> a related news headline and
+# two key words of the joke, one verb and one noun, as JSON only.
+ANNOTATE_TEMPLATES = {
+    "zh": "你是一个幽默分析专家。请分析下面这个笑话，提取或生成：\n"
+          "1. 一个相关的新闻标题（headline）：可以是笑话的背景、主题或相关新闻，10-40字\n"
+          "2. 两个关键词（word1, word2）：笑话中最重要的两个词，必须一个为动词另一个为名词，每个2-5字\n\n"
+          "笑话：{joke}\n\n要求：\n- headline要简洁，像新闻标题\n- word1和word2要是笑话中的词汇\n"
+          "- 严格按照JSON格式输出，不要有其他内容\n\n输出格式：\n"
+          '{{"headline": "新闻标题", "word1": "关键词1", "word2": "关键词2"}}',
+    "en": "You are an expert in humor. Read the joke below and write:\n"
+          "1. a related news headline (headline): the joke's background, topic or a related piece of news, 4-20 words\n"
+          "2. two key words (word1, word2): the two most important words of the joke, one a verb and the other a "
+          "noun, each one word taken from the joke\n\nJoke: {joke}\n\nRules:\n- the headline is short, like a "
+          "news headline, and does not repeat the joke\n- word1 and word2 appear in the joke\n- answer with the "
+          "JSON only, nothing else\n\nOutput format:\n"
+          '{{"headline": "news headline", "word1": "keyword 1", "word2": "keyword 2"}}',
+    "es": "Eres un experto en humor. Lee el chiste y escribe:\n"
+          "1. un titular de noticia relacionado (headline): el contexto, el tema o una noticia relacionada, 4-20 "
+          "palabras\n2. dos palabras clave (word1, word2): las dos palabras más importantes del chiste, un verbo y "
+          "un sustantivo, cada una tomada del chiste\n\nChiste: {joke}\n\nReglas:\n- el titular es breve, como "
+          "un titular de prensa, y no repite el chiste\n- word1 y word2 aparecen en el chiste\n- responde solo con "
+          "el JSON, nada más\n\nFormato de salida:\n"
+          '{{"headline": "titular", "word1": "palabra clave 1", "word2": "palabra clave 2"}}',
+}
+
 STOP_WORDS = {
     "en": set("""a about above after again against all am an and any are aren't as at be because been before being
         below between both but by can can't cannot could couldn't did didn't do does doesn't doing don't down during
@@ -91,6 +116,21 @@ def _content_words_latin(text: str, lang: str) -> list[str]:
     words = re.findall(r"[^\W\d_]+(?:'[^\W\d_]+)?", text)
     stop = STOP_WORDS[lang]
     return [w for w in words if len(w) >= 4 and w.lower() not in stop and "'" not in w]
+
+
+def annotate_prompt(joke: str, lang: str) -> str:
+    """The annotator's instruction for one joke (ANNOTATE_TEMPLATES)."""
+    if lang not in ANNOTATE_TEMPLATES:
+        raise ValueError(f"no annotation template for language {lang!r}; have {sorted(ANNOTATE_TEMPLATES)}")
+    return ANNOTATE_TEMPLATES[lang].format(joke=joke)
+
+
+def zh_pos(word: str) -> str | None:
+    """'noun', 'verb' or None for a Chinese word, by jieba's tag of the word as a whole (its first piece)."""
+    jieba.setLogLevel(logging.WARNING)
+    pairs = list(pseg.cut(word))
+    flag = pairs[0].flag if pairs else ""
+    return "noun" if flag.startswith("n") else "verb" if flag.startswith("v") else None
 
 
 def _nouns_verbs_zh(text: str) -> tuple[list[str], list[str]]:

@@ -24,6 +24,7 @@ from common.stage_configs import RMArgs
 from common.tb import log_scalars, tensorboard_callback
 from common.training import set_seed, trainer_config
 from common.update_check import UpdateSentinel, classifier_probe
+from data.annotate import annotated_prompt_by_text, annotations_of
 from data.loaders import LabeledText, TaskPrompt, load_labeled, sample_texts
 from data.prompts import pick_two_words, prompt_text
 from reward.model import RM_META
@@ -43,8 +44,11 @@ def classification_metrics(labels: list[int], p_humor: list[float], threshold: f
             "roc_auc": float(roc_auc_score(labels, p_humor)) if len(set(labels)) == 2 else float("nan")}
 
 
-def instruction_for(row: LabeledText) -> str:
-    """The prompt a joke answers, for prompt + text training: a two-words prompt built from the text itself."""
+def instruction_for(row: LabeledText, annotated: dict[str, TaskPrompt]) -> str:
+    """The prompt a text answers, for prompt + text training: its annotated headline prompt when an annotator
+    wrote one (the seeds' RM), else a two-words prompt built from the text itself."""
+    if row.text in annotated:
+        return prompt_text(annotated[row.text])
     words = pick_two_words(row.text, row.lang)
     return prompt_text(TaskPrompt(row.id, row.lang, "words", words=words)) if words else ""
 
@@ -68,11 +72,12 @@ def main(argv: list[str] | None = None) -> dict:
 
     # 2. model: the backbone with a fresh 2-label head, and its own tokenizer
     model, tokenizer = load_classifier(cfg.rm_backbone)
+    annotated = annotated_prompt_by_text(annotations_of(cfg.annotations, cfg.run_dir()))
 
     def to_dataset(part: list[LabeledText]) -> Dataset:
         texts = [r.text for r in part]
         if cfg.with_prompt:
-            enc = tokenizer([instruction_for(r) for r in part], texts, truncation=True, max_length=cfg.max_length)
+            enc = tokenizer([instruction_for(r, annotated) for r in part], texts, truncation=True, max_length=cfg.max_length)
         else:
             enc = tokenizer(texts, truncation=True, max_length=cfg.max_length)
         return Dataset.from_dict({**enc, "labels": [r.label for r in part]})

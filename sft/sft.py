@@ -29,6 +29,7 @@ from common.training import lora_config, set_seed, trainer_config
 from common.update_check import UpdateSentinel, causal_lm_probe
 from data.loaders import (Demonstration, load_headline_demonstrations, load_labeled, prompt_plan, rl_prompt_split,
                           sample_texts)
+from data.annotate import annotation_demonstrations, annotations_of
 from data.prompts import completion_prefix, demonstrations_from_jokes, format_for_model, prompt_text
 
 def sft_dataset(demos: list[Demonstration], tokenizer) -> Dataset:
@@ -62,11 +63,13 @@ def main(argv: list[str] | None = None) -> dict:
     rows = load_labeled(cfg.labeled_sources, cfg.data_dir, cfg.langs, cfg.max_rows_per_source, cfg.seed)
     demos, skipped = demonstrations_from_jokes(rows)
     demos += load_headline_demonstrations(cfg.langs)
+    annotated = [a for a in annotations_of(cfg.sft_sources, cfg.run_dir()) if a.lang in cfg.langs]
+    demos += annotation_demonstrations(annotated)          # both prompt types per annotated joke
     if not demos:
         raise ValueError(f"no SFT demonstrations: sources {cfg.labeled_sources} hold no jokes for {cfg.langs}")
     if cfg.dry_run:
         return dry_run(cfg, "sft", labeled_sources=cfg.labeled_sources, labeled_rows=len(rows),
-                       demonstrations=len(demos), **prompt_plan(cfg))
+                       demonstrations=len(demos), annotated_jokes=len(annotated), **prompt_plan(cfg))
     held_out = rl_prompt_split(cfg)[1]          # the prompts RL holds out: samples measure the stop rate
     check_accelerators(cfg)
     set_seed(cfg.seed)

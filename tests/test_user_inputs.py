@@ -184,9 +184,14 @@ def test_own_labeled_csv_and_prompt_jsonl_with_other_column_names(tmp_path):
     assert [(t.prompt_type, t.headline or t.words, t.lang) for t in tasks] == [
         ("headline", "Cat elected mayor", "en"), ("words", ("cactus", "lawsuit"), "en"),
         ("words", ("penguin", "mortgage"), "en"), ("words", ("冰箱", "减肥"), "zh")]
-    bad = write_jsonl(tmp_path / "bad_prompts.jsonl", [{"title": "x", "words": ["a", "b"]}])
-    with pytest.raises(ValueError, match="bad_prompts.jsonl:1: a prompt needs either a headline or two words"):
+    bad = write_jsonl(tmp_path / "bad_prompts.jsonl", [{"title": "x", "words": ["a", "b"]}, {"words": ["only one"]}])
+    with pytest.raises(ValueError, match="bad_prompts.jsonl:2: 'words' must hold two words"):
         load_prompts([{"path": str(bad), "columns": {"headline": "title"}}])
+    both = write_jsonl(tmp_path / "annotated.jsonl", [{"id": "j1", "headline": "Cat sues dog", "word1": "sue", "word2": "dog"}])
+    assert [(t.id, t.prompt_type) for t in load_prompts([str(both)])] == [("j1:headline", "headline"), ("j1:words", "words")]
+    none = write_jsonl(tmp_path / "none.jsonl", [{"text": "no prompt"}])
+    with pytest.raises(ValueError, match="none.jsonl:1: a prompt needs a headline or two words"):
+        load_prompts([str(none)])
     with pytest.raises(ValueError, match="unknown prompt source"):
         load_prompts(["no_such_source"])
 
