@@ -34,6 +34,7 @@ class SourceSpec:
     columns: dict = field(default_factory=dict)   # our column name -> the file's column name
     lang: str | None = None                       # the language of every row (else a 'lang' column, else detected)
     split: str = "train"                          # for datasets with splits
+    encoding: str = "utf-8-sig"                   # of a text file (a UTF-8 byte-order mark is skipped)
 
     @property
     def name(self) -> str:
@@ -48,14 +49,15 @@ def parse_source(source, kind: str) -> SourceSpec:
     if isinstance(source, (str, Path)):
         return SourceSpec(str(source))
     if isinstance(source, dict):
-        unknown = sorted(set(source) - {"path", "columns", "lang", "split"})
+        unknown = sorted(set(source) - {"path", "columns", "lang", "split", "encoding"})
         if "path" not in source or unknown:
-            raise ValueError(f"{kind} source {source!r}: a mapping needs 'path' and may have columns, lang, split"
+            raise ValueError(f"{kind} source {source!r}: a mapping needs 'path' and may have columns, lang, split, encoding"
                              + (f" (unknown: {unknown})" if unknown else ""))
         columns = source.get("columns") or {}
         if not isinstance(columns, dict):
             raise ValueError(f"{kind} source {source['path']}: 'columns' must map our names to the file's, got {columns!r}")
-        return SourceSpec(str(source["path"]), dict(columns), source.get("lang"), source.get("split", "train"))
+        return SourceSpec(str(source["path"]), dict(columns), source.get("lang"), source.get("split", "train"),
+                          source.get("encoding", "utf-8-sig"))
     raise ValueError(f"{kind} source {source!r}: give a source name, a file path or a mapping with 'path'")
 
 
@@ -79,7 +81,7 @@ def read_records(spec: SourceSpec) -> list[tuple[str, dict]]:
     if path.suffix in FILE_SUFFIXES:
         if not path.is_file():
             raise FileNotFoundError(f"{path}: file not found")
-        return _read_file(path)
+        return _read_file(path, spec.encoding)
     if path.exists():
         raise ValueError(f"{path}: unknown file type; use one of {FILE_SUFFIXES}, or a datasets.save_to_disk folder")
     try:   # a hub dataset name (users with internet)
@@ -90,18 +92,21 @@ def read_records(spec: SourceSpec) -> list[tuple[str, dict]]:
     return [(f"{spec.path}[{i}]", dict(row)) for i, row in enumerate(loaded)]
 
 
-def decode_file(path: Path) -> str:
+def decode_file(path: Path, encoding: str = "utf-8-sig") -> str:
+    """The text of a file (UTF-8 by default, a byte-order mark skipped); bytes the encoding cannot read are one
+    error naming the file, the line and the byte."""
     try:
-        return path.read_text(encoding="utf-8-sig")
+        return path.read_text(encoding=encoding)
     except UnicodeDecodeError as e:
         line = path.read_bytes()[:e.start].count(b"\n") + 1
-        raise ValueError(f"{path}:{line}: not UTF-8 (byte {e.object[e.start]:#x}); save the file as UTF-8") from None
+        raise ValueError(f"{path}:{line}: not {encoding.removesuffix('-sig').upper()} (byte {e.object[e.start]:#x}); "
+                         f"save it as UTF-8, or name its encoding: {{path: {path}, encoding: latin-1}}") from None
 
 
-def _read_file(path: Path) -> list[tuple[str, dict]]:
+def _read_file(path: Path, encoding: str) -> list[tuple[str, dict]]:
     if path.suffix == ".parquet":
         return [(f"{path}[{i}]", row) for i, row in enumerate(pq.read_table(path).to_pylist())]
-    text = decode_file(path)
+    text = decode_file(path, encoding)
     if path.suffix == ".jsonl":
         out = []
         for line_no, line in enumerate(text.splitlines(), 1):

@@ -115,6 +115,11 @@ def test_text_files_that_are_not_utf8_or_hold_control_characters_are_refused_wit
     (tmp_path / "latin1.tsv").write_bytes("id\tword1\tword2\theadline\nen_1\t-\t-\tCaf\xe9\n".encode("latin-1"))
     with pytest.raises(ValueError, match="latin1.tsv:2: not UTF-8 \\(byte 0xe9\\)"):
         read_task_tsv(tmp_path / "latin1.tsv")
+    latin = tmp_path / "latin1.csv"
+    latin.write_bytes("text,label\nCaf\xe9 joke,1\n".encode("latin-1"))
+    with pytest.raises(ValueError, match="latin1.csv:2: not UTF-8 .*encoding: latin-1"):
+        load_labeled([str(latin)])
+    assert load_labeled([{"path": str(latin), "encoding": "latin-1", "lang": "en"}], langs=["en"])[0].text == "Café joke"
     (tmp_path / "nul.csv").write_text("text,label\nok,1\nbad\x00text,0\n")
     with pytest.raises(ValueError, match="nul.csv:3: 'text' holds the control character '\\\\x00'"):
         load_labeled([str(tmp_path / "nul.csv")])
