@@ -64,11 +64,12 @@ def _tiny_causal_lm():
     return model, tokenizer
 
 
-def _tiny_classifier():
+def _tiny_classifier(num_labels: int = 2):
     tokenizer = _tiny_tokenizer(vocab_size=500, specials=["<pad>", "<cls>", "<sep>"], cls_sep=True)
+    labels = {"id2label": ID2LABEL, "label2id": {v: k for k, v in ID2LABEL.items()}} if num_labels == 2 else {}
     config = BertConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
                         num_attention_heads=2, max_position_embeddings=256, pad_token_id=tokenizer.pad_token_id,
-                        num_labels=2, id2label=ID2LABEL, label2id={v: k for k, v in ID2LABEL.items()})  # ~40k params
+                        num_labels=num_labels, **labels)  # ~40k params
     with torch.random.fork_rng():
         torch.manual_seed(TINY_SEED)
         model = BertForSequenceClassification(config)
@@ -303,15 +304,16 @@ def load_trained_classifier(path: str | Path):
 
 
 def load_classifier(spec: str, num_labels: int = 2):
-    """(model, tokenizer) for a sequence-classification backbone, with a fresh head labelled ID2LABEL."""
+    """(model, tokenizer) for a sequence-classification backbone with a fresh head: 2 labels named ID2LABEL (the
+    binary humor RM), or 1 output (a ranking or rating RM's score)."""
     if spec == "tiny:bert":
-        return _tiny_classifier()
+        return _tiny_classifier(num_labels)
     if spec.startswith("tiny:"):
         raise ValueError(f"unknown tiny model '{spec}'; valid: tiny:bert")
     spec = str(resolve_packaged(spec)) if spec.startswith("pkg:") else locate(spec, "rm_backbone")
     tokenizer = AutoTokenizer.from_pretrained(spec)
-    model = AutoModelForSequenceClassification.from_pretrained(
-        spec, num_labels=num_labels, id2label=ID2LABEL, label2id={v: k for k, v in ID2LABEL.items()})
+    labels = {"id2label": ID2LABEL, "label2id": {v: k for k, v in ID2LABEL.items()}} if num_labels == 2 else {}
+    model = AutoModelForSequenceClassification.from_pretrained(spec, num_labels=num_labels, **labels)
     if tokenizer.pad_token is None:
         raise ValueError(f"{spec}: classifier tokenizer has no pad token")
     return model, tokenizer

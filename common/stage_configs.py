@@ -145,8 +145,15 @@ class RewardModelArgs:
     rm_batch_size: int = field(default=32, metadata={"help": "Texts per reward-model forward pass."})
     rm_max_length: int = field(default=256, metadata={"help": "Reward-model input truncation, in its own tokens."})
 
+    ranking_model: str | None = field(default=None, metadata={
+        "help": "Trained ranking reward model (train_rm.py --rm_objective pairwise|rating) behind the component "
+                "rank_reward. None: <runs_dir>/<run_name>/rm_pairwise/final."})
+
     def reward_model_dir(self) -> Path:
         return Path(self.reward_model) if self.reward_model else Path(self.runs_dir) / self.run_name / "rm" / "final"
+
+    def ranking_model_dir(self) -> Path:
+        return Path(self.ranking_model) if self.ranking_model else Path(self.runs_dir) / self.run_name / "rm_pairwise" / "final"
 
 
 @dataclass
@@ -251,6 +258,22 @@ class RMArgs(TrainerArgs, LabeledDataArgs, DataArgs, StageArgs, RunArgs):
     test_size: float = field(default=0.1, metadata={"help": "Stratified held-out share for accuracy/precision/recall/F1/ROC-AUC."})
     max_length: int = field(default=128, metadata={"help": "Classifier input truncation in tokens."})
     eval_batch_size: int = field(default=64, metadata={"help": "Batch size for held-out evaluation."})
+    rm_objective: str = field(default="classify", metadata={
+        "help": "classify: humor / not humor on the labeled sources (P(humor), stage dir rm/); pairwise: "
+                "Bradley-Terry on which of two texts is funnier (TRL RewardTrainer; Humicroedit task-2 human pairs "
+                "plus pairs of task-1 edits whose grades differ by pair_min_grade_gap; dir rm_pairwise/); rating: "
+                "regression on Humicroedit task-1 grades (dir rm_rating/). Held-out: pairwise accuracy on task-2 "
+                "dev, Spearman and RMSE on task-1 dev."})
+    pair_min_grade_gap: float = field(default=0.5, metadata={
+        "help": "pairwise: pairs derived from graded edits of one headline need mean grades this far apart (0-3)."})
+
+    def __post_init__(self):
+        if self.rm_objective not in ("classify", "pairwise", "rating"):
+            raise ValueError(f"rm_objective must be classify, pairwise or rating, got {self.rm_objective!r}")
+
+    @property
+    def stage_name(self) -> str:
+        return "rm" if self.rm_objective == "classify" else f"rm_{self.rm_objective}"
 
 
 @dataclass
@@ -493,6 +516,7 @@ RANGES = {
     "pgcl_gold_weight": _NON_NEGATIVE, "pgcl_fail_weight": _NON_NEGATIVE, "stage1_max_steps": _AT_LEAST_1,
     "structure_eval_prompts": _AT_LEAST_1, "samples_per_prompt": _AT_LEAST_1, "gen_batch_size": _AT_LEAST_1,
     "max_jokes": _AT_LEAST_1, "max_retries": _NON_NEGATIVE, "retry_temperature": _POSITIVE,
+    "pair_min_grade_gap": (0, 3, "in [0, 3]"),
 }
 
 

@@ -27,6 +27,8 @@ STAGES = (
     Stage("annotate", "sft.annotate", AnnotateArgs, "annotate", "data", "data"),
     Stage("sft", "sft.sft", SFTArgs, "sft", "adapter", "sft"),
     Stage("rm", "reward.train_rm", RMArgs, "rm", "reward_model", "reward_model"),
+    Stage("rm_pairwise", "reward.train_rm", RMArgs, "rm", "reward_model", "reward_model"),
+    Stage("rm_rating", "reward.train_rm", RMArgs, "rm", "reward_model", "reward_model"),
     Stage("grpo", "rl.grpo", GRPOArgs, "grpo", "adapter", "online_rl"),
     Stage("ppo", "rl.ppo", PPOArgs, "ppo", "adapter", "online_rl"),
     Stage("dpo", "rl.dpo", DPOArgs, "dpo", "adapter", "preference"),

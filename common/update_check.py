@@ -92,6 +92,14 @@ def causal_lm_probe(tokenizer, texts: list[str]):
     return probe
 
 
+def score_probe(tokenizer, texts: list[str]):
+    """The score of each fixed text under a one-output head (a ranking or rating reward model)."""
+    def probe(model) -> torch.Tensor:
+        enc = tokenizer(texts, return_tensors="pt", padding=True, truncation=True, max_length=128).to(model.device)
+        return model(**enc).logits[:, 0].float()
+    return probe
+
+
 def classifier_probe(tokenizer, texts: list[str]):
     """P(label 1) of each fixed text under a sequence classifier."""
     def probe(model) -> torch.Tensor:

@@ -32,7 +32,7 @@ from data.loaders import prompt_plan, rl_prompt_split
 from data.prompts import format_for_model
 from eval.metrics import perplexity, summarize, win_rate
 from eval.plots import plot_scalars, read_scalars, reward_tags
-from reward.composite import build_scorer, component_names
+from reward.composite import MODEL_COMPONENTS, build_scorer, component_names
 from rl.rollouts import generate_rows
 
 # metric key -> (label, format) for the report table, in display order
@@ -79,6 +79,25 @@ def samples_table(outputs: dict[str, list[dict]], n_prompts: int = 6) -> list[st
     return lines
 
 
+def reward_model_spread(outputs: dict[str, list[dict]]) -> list[str]:
+    """How far each trained reward model's scores spread over the policies: a reward that gives every policy
+    about the same (a genre detector) cannot rank them. Per model component: its mean per policy, the spread of
+    those means (max - min), and the share of outputs it scores above 0.9 (saturation)."""
+    names = [n for n in MODEL_COMPONENTS if any(n in rows[0] for rows in outputs.values() if rows)]
+    if not names:
+        return []
+    policies = list(outputs)
+    lines = ["## Reward models across policies", "",
+             "| reward model | " + " | ".join(policies) + " | spread of means | share > 0.9 |",
+             "|---|" + "---|" * (len(policies) + 2)]
+    for name in names:
+        means = {p: sum(r[name] for r in rows) / len(rows) for p, rows in outputs.items() if rows and name in rows[0]}
+        scores = [r[name] for rows in outputs.values() for r in rows if name in r]
+        lines.append(f"| {name} | " + " | ".join(f"{means[p]:.3f}" if p in means else "-" for p in policies)
+                     + f" | {max(means.values()) - min(means.values()):.3f} | {sum(s > 0.9 for s in scores) / len(scores):.2f} |")
+    return lines + [""]
+
+
 def _stage_summary(run_dir: Path, stage: str) -> dict | None:
     path = run_dir / stage / "summary.json"
     return json.loads(path.read_text()) if path.is_file() else None
@@ -111,6 +130,12 @@ def run_report(cfg, run_dir: Path, metrics: dict, outputs: dict, eval_dir: Path)
         lines += ["## Reward model (held-out)", "", "| metric | value |", "|---|---|",
                   *[f"| {k} | {v:.4f} |" for k, v in rm["held_out"].items()],
                   f"| majority-class accuracy | {rm['majority_accuracy']:.4f} |", ""]
+    for name in ("rm_pairwise", "rm_rating"):
+        ranking = stages.get(name)
+        if ranking:
+            lines += [f"## Ranking reward model `{name}` (held-out)", "", "| metric | value |", "|---|---|",
+                      *[f"| {k} | {v:.4f} |" for k, v in ranking["held_out"].items()], ""]
+    lines += reward_model_spread(outputs)
     plots = []
     for stage in RL_STAGES:
         tb = run_dir / stage / "tb"

@@ -199,10 +199,12 @@ def empty_penalty(completions: list[str], **kwargs) -> list[float | None]:
     return [0.0 if any(ch.isalnum() for ch in text) else 1.0 for text in completions]
 
 
-def make_rm_reward(reward_model):
-    """P(humor) of each completion under the trained classifier (reward/model.py), in [0, 1]."""
+def make_rm_reward(reward_model, name: str = "rm_reward"):
+    """A trained reward model's score of each completion, in [0, 1]: P(humor) of the classifier (rm_reward), or a
+    ranking model's centred sigmoid (rank_reward; reward/model.py)."""
 
     def rm_reward(completions: list[str], instruction: list[str] | None = None, **kwargs) -> list[float | None]:
         return reward_model.score([c.strip() for c in completions], instructions=instruction)
 
+    rm_reward.__name__ = name
     return rm_reward

@@ -23,7 +23,7 @@ from common.generation import finished_with_stop
 from data.loaders import TaskPrompt
 from data.prompts import prompt_text
 from reward import components as C
-from reward.model import HumorRewardModel
+from reward.model import HumorRewardModel, RankingRewardModel
 
 # The one registry: component name -> builder(reward config, reward model or None) -> callable.
 COMPONENTS = {
@@ -35,7 +35,14 @@ COMPONENTS = {
     "no_eos_penalty": lambda cfg, rm: C.no_eos_penalty,
     "gibberish_penalty": lambda cfg, rm: C.gibberish_penalty,
     "empty_penalty": lambda cfg, rm: C.empty_penalty,
+    # a ranking reward model's (0, 1) score (reward/model.py RankingRewardModel); rm_reward's model is not needed
+    "rank_reward": lambda cfg, rm: C.make_rm_reward(
+        RankingRewardModel(cfg.ranking_model_dir(), cfg.rm_batch_size, cfg.rm_max_length), name="rank_reward"),
 }
+
+
+# the components a trained model computes (their spread over policies is reported by evaluation)
+MODEL_COMPONENTS = ("rm_reward", "rank_reward")
 
 
 @functools.lru_cache(maxsize=None)

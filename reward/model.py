@@ -38,6 +38,9 @@ class HumorRewardModel:
             raise FileNotFoundError(f"{path}: no trained reward model here ({RM_META} missing); run "
                                     f"reward/train_rm.py first or set --reward_model")
         self.meta = json.loads(meta_file.read_text())
+        if self.meta.get("objective", "classify") != "classify":
+            raise ValueError(f"{path}: a {self.meta['objective']} reward model, not a humor classifier: give it as "
+                             f"ranking_model (component rank_reward), not as reward_model")
         self.model, self.tokenizer = load_trained_classifier(path)
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         self.model.to(self.device).eval()
@@ -62,4 +65,34 @@ class HumorRewardModel:
                                      return_tensors="pt")
             logits = self.model(**enc.to(self.device)).logits.float()  # (B, 2)
             out += torch.softmax(logits, dim=-1)[:, self.humor_index].tolist()
+        return out
+
+
+class RankingRewardModel:
+    """A ranking or rating reward model (train_rm.py --rm_objective pairwise|rating): raw text -> a score in (0, 1),
+    sigmoid((s - center) / scale) of its one-output head, centred and scaled by its scores on its training texts,
+    so 0.5 is a typical training text and the composite can weigh it like P(humor)."""
+
+    def __init__(self, path: str | Path, batch_size: int = 32, max_length: int = 256, device: str | None = None):
+        path = Path(path)
+        meta_file = path / RM_META
+        if not meta_file.is_file():
+            raise FileNotFoundError(f"{path}: no trained ranking model here ({RM_META} missing); run "
+                                    f"reward/train_rm.py --rm_objective pairwise first or set --ranking_model")
+        self.meta = json.loads(meta_file.read_text())
+        if self.meta.get("objective") not in ("pairwise", "rating"):
+            raise ValueError(f"{path}: not a ranking reward model (objective {self.meta.get('objective')!r})")
+        self.model, self.tokenizer = load_trained_classifier(path)
+        self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        self.model.to(self.device).eval()
+        self.batch_size, self.max_length = batch_size, max_length
+
+    @torch.no_grad()
+    def score(self, texts: list[str], instructions: list[str] | None = None) -> list[float]:
+        out = []
+        for i in range(0, len(texts), self.batch_size):
+            enc = self.tokenizer(texts[i:i + self.batch_size], truncation=True, max_length=self.max_length,
+                                 padding=True, return_tensors="pt").to(self.device)
+            raw = self.model(**enc).logits[:, 0].float()                                    # (B,)
+            out += torch.sigmoid((raw - self.meta["center"]) / self.meta["scale"]).tolist()
         return out
