@@ -30,21 +30,28 @@ def humor_label(path: Path, meta: dict, id2label: dict) -> int:
     return int(index)
 
 
+def load_reward_model(path: Path, objectives: tuple[str, ...], hint: str, device: str | None):
+    """(meta, model, tokenizer, device) of a trained reward model folder whose objective is one of objectives."""
+    meta_file = path / RM_META
+    if not meta_file.is_file():
+        raise FileNotFoundError(f"{path}: no trained reward model here ({RM_META} missing); {hint}")
+    meta = json.loads(meta_file.read_text())
+    objective = meta.get("objective", "classify")
+    if objective not in objectives:
+        kind = "a humor classifier" if objectives == ("classify",) else "a ranking reward model"
+        where = "ranking_model (component rank_reward)" if objective != "classify" else "reward_model (rm_reward)"
+        raise ValueError(f"{path}: a {objective} reward model, not {kind}: give it as {where}")
+    model, tokenizer = load_trained_classifier(path)
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    model.to(device).eval()
+    return meta, model, tokenizer, device
+
+
 class HumorRewardModel:
     def __init__(self, path: str | Path, batch_size: int = 32, max_length: int = 256, device: str | None = None):
-        path = Path(path)
-        meta_file = path / RM_META
-        if not meta_file.is_file():
-            raise FileNotFoundError(f"{path}: no trained reward model here ({RM_META} missing); run "
-                                    f"reward/train_rm.py first or set --reward_model")
-        self.meta = json.loads(meta_file.read_text())
-        if self.meta.get("objective", "classify") != "classify":
-            raise ValueError(f"{path}: a {self.meta['objective']} reward model, not a humor classifier: give it as "
-                             f"ranking_model (component rank_reward), not as reward_model")
-        self.model, self.tokenizer = load_trained_classifier(path)
-        self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-        self.model.to(self.device).eval()
-        self.humor_index = humor_label(path, self.meta, self.model.config.id2label)
+        self.meta, self.model, self.tokenizer, self.device = load_reward_model(
+            Path(path), ("classify",), "run reward/train_rm.py first or set --reward_model", device)
+        self.humor_index = humor_label(Path(path), self.meta, self.model.config.id2label)
         self.batch_size, self.max_length = batch_size, max_length
 
     @torch.no_grad()
@@ -74,17 +81,9 @@ class RankingRewardModel:
     so 0.5 is a typical training text and the composite can weigh it like P(humor)."""
 
     def __init__(self, path: str | Path, batch_size: int = 32, max_length: int = 256, device: str | None = None):
-        path = Path(path)
-        meta_file = path / RM_META
-        if not meta_file.is_file():
-            raise FileNotFoundError(f"{path}: no trained ranking model here ({RM_META} missing); run "
-                                    f"reward/train_rm.py --rm_objective pairwise first or set --ranking_model")
-        self.meta = json.loads(meta_file.read_text())
-        if self.meta.get("objective") not in ("pairwise", "rating"):
-            raise ValueError(f"{path}: not a ranking reward model (objective {self.meta.get('objective')!r})")
-        self.model, self.tokenizer = load_trained_classifier(path)
-        self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-        self.model.to(self.device).eval()
+        self.meta, self.model, self.tokenizer, self.device = load_reward_model(
+            Path(path), ("pairwise", "rating"), "run reward/train_rm.py --rm_objective pairwise first or set "
+                                                "--ranking_model", device)
         self.batch_size, self.max_length = batch_size, max_length
 
     @torch.no_grad()
