@@ -185,27 +185,33 @@ def trl_reward_functions(fns: dict, weights: dict, record: dict | None = None,
     nansum is exactly the per-type composite, and TRL logs every raw component as
     rewards/<prompt type>/<component>/mean. If `record` is given, every value is also appended to
     record[<component>] (for a per-component mean over all prompt types). TRL passes no `finished` column:
-    it is derived from the completion ids (a completion finished if it holds one of `stop_ids`)."""
+    it is derived from the completion ids (a completion finished if it holds one of `stop_ids`).
+    Each component runs once per step over every completion of every prompt type (one reward-model forward over
+    the whole batch, not one per type); the per-type functions read their share of that result."""
     funcs, trl_weights = [], []
+    step_cache: dict = {}
     for prompt_type, per_type in weights.items():
         for name, w in per_type.items():
-            funcs.append(_only_for_type(fns[name], name, prompt_type, record, stop_ids))
+            funcs.append(_only_for_type(fns[name], name, prompt_type, record, stop_ids, step_cache))
             trl_weights.append(float(w))
     return funcs, trl_weights
 
 
-def _only_for_type(fn, name: str, only_type: str, record: dict | None, stop_ids: list[int] | None):
+def _only_for_type(fn, name: str, only_type: str, record: dict | None, stop_ids: list[int] | None, step_cache: dict):
     def reward(completions: list[str], prompt_type: list[str], **kwargs) -> list[float | None]:
         if "finished" not in kwargs and "completion_ids" in kwargs and stop_ids is not None:
             kwargs["finished"] = finished_with_stop(kwargs["completion_ids"], stop_ids)
         idx = [i for i, t in enumerate(prompt_type) if t == only_type]
         if not idx:
             return [None] * len(completions)
-        n = len(completions)
-        sub = {k: [v[i] for i in idx] if isinstance(v, list) and len(v) == n else v for k, v in kwargs.items()}
-        texts = [completions[i] for i in idx]
-        values = checked(name, fn(texts, prompt_type=[only_type] * len(idx), **sub), texts)
-        out: list[float | None] = [None] * n
+        if step_cache.get("completions") is not completions:      # a new step: TRL passes one list to every function
+            step_cache.clear()
+            step_cache["completions"] = completions
+        if name not in step_cache:
+            step_cache[name] = checked(name, fn(completions, prompt_type=prompt_type, **kwargs), completions)
+        everyone = step_cache[name]
+        values = [everyone[i] for i in idx]
+        out: list[float | None] = [None] * len(completions)
         for i, v in zip(idx, values):
             out[i] = v
         if record is not None:

@@ -116,3 +116,27 @@ def test_default_preset_makes_each_hack_cost_reward():
     assert set(GUARD_WEIGHTS) <= set(RewardArgs().reward_weights["words"])
     with pytest.raises(ValueError, match="unknown preset 'nope'"):
         RewardArgs(reward_weights="nope")
+
+
+def test_grpo_reward_functions_run_each_component_once_per_step_over_all_prompt_types():
+    """The reward model's forward runs once over the whole batch, not once per prompt type."""
+    class CountingRM:
+        calls = []
+
+        def score(self, texts, instructions=None):
+            self.calls.append(len(texts))
+            return [0.8] * len(texts)
+
+    rm = CountingRM()
+    cfg = RewardArgs(reward_weights="seed")
+    funcs, weights = trl_reward_functions(build_components(cfg, rm), cfg.reward_weights)
+    completions = ["a joke about cats", "a joke about a cactus", "another one"]
+    columns = dict(prompt_type=["headline", "words", "headline"], words=[None, ["cactus", "lawsuit"], None],
+                   lang=["en"] * 3, instruction=[""] * 3)
+    by_name = {f.__name__: f(completions, **columns) for f in funcs}
+    assert rm.calls == [3]                                                        # one forward, three texts
+    assert by_name["headline/rm_reward"] == [0.8, None, 0.8] and by_name["words/rm_reward"] == [None, 0.8, None]
+    next_step = list(completions)                                                 # the next step: a new list
+    for f in funcs:
+        f(next_step, **columns)
+    assert rm.calls == [3, 3]
