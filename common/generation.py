@@ -6,6 +6,8 @@ from dataclasses import dataclass
 
 import torch
 from tqdm.auto import tqdm
+from transformers import (GenerationConfig, LogitsProcessor, LogitsProcessorList, TemperatureLogitsWarper, TopKLogitsWarper,
+                          TopPLogitsWarper)
 
 
 def stop_token_ids(model, tokenizer) -> list[int]:
@@ -50,6 +52,48 @@ def fit_prompt(tokenizer, prompt: str, max_tokens: int) -> str:
     return tokenizer.decode(ids[-max_tokens:], skip_special_tokens=False)
 
 
+class FastTopP(LogitsProcessor):
+    """Nucleus (top-p) filtering with the same kept set as transformers' TopPLogitsWarper, without sorting the
+    whole vocabulary when a top-`prefix` slice already holds the top_p mass (it then decides alone: every token
+    outside it has at least that mass above it); rows it cannot decide fall back to the full sort.
+
+    A token is kept when the probability mass of the tokens above it is below top_p (the most likely token always).
+    When a token's mass above lies within EDGE of top_p, float rounding (the full sort sums in another order)
+    could decide differently, so the full sort decides those rows too.
+    """
+
+    EDGE = 1e-5
+
+    def __init__(self, top_p: float, prefix: int = 64):
+        if not 0 < top_p <= 1:
+            raise ValueError(f"top_p must be in (0, 1], got {top_p}")
+        self.top_p, self.prefix = top_p, prefix
+
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        probs = scores.float().softmax(dim=-1)                                            # (B, V)
+        top_probs, top_idx = probs.topk(min(self.prefix, probs.shape[-1]), dim=-1)        # (B, k), descending
+        above = top_probs.cumsum(dim=-1) - top_probs                                      # (B, k) mass above each
+        undecided = top_probs.sum(dim=-1) < self.top_p                                    # the slice lacks the mass
+        on_the_edge = ((above - self.top_p).abs() < self.EDGE).any(dim=-1)               # rounding could decide
+        if (undecided | on_the_edge).any():                                               # the full sort decides
+            return TopPLogitsWarper(self.top_p)(input_ids, scores)
+        keep = above < self.top_p
+        keep[:, 0] = True
+        remove = torch.ones_like(scores, dtype=torch.bool).scatter(1, top_idx, ~keep)     # (B, V)
+        return scores.masked_fill(remove, -float("inf"))
+
+
+def sampling_processors(model, temperature: float, top_p: float) -> dict:
+    """generate() arguments that sample as temperature + the model's top-k + top_p would, with FastTopP for the
+    nucleus. The warpers are given as our own list in that order (generate runs a custom list before the warpers it
+    builds itself), and generate's own are switched off."""
+    top_k = model.generation_config.top_k
+    if top_k is None:                      # unset by the model: generate's own default (50 in transformers 5)
+        top_k = GenerationConfig._get_default_generation_params()["top_k"]
+    warpers = [TemperatureLogitsWarper(temperature), *([TopKLogitsWarper(top_k)] if top_k else []), FastTopP(top_p)]
+    return {"temperature": 1.0, "top_k": 0, "top_p": 1.0, "logits_processor": LogitsProcessorList(warpers)}
+
+
 @dataclass
 class Sample:
     prompt: str
@@ -73,9 +117,9 @@ def generate_ids(model, tokenizer, prompts: list[str], max_new_tokens: int, temp
     enc = tokenizer(prompts, return_tensors="pt", padding=True,
                     add_special_tokens=adds_special_tokens(tokenizer, prompts)).to(model.device)
     with torch.autocast(model.device.type, dtype=torch.bfloat16, enabled=bf16):
-        gen = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=not greedy,
-                             temperature=temperature if not greedy else None, top_p=top_p if not greedy else None,
-                             eos_token_id=stop_ids, pad_token_id=tokenizer.pad_token_id)
+        sampling = {"temperature": None, "top_p": None} if greedy else sampling_processors(model, temperature, top_p)
+        gen = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=not greedy, eos_token_id=stop_ids,
+                             pad_token_id=tokenizer.pad_token_id, **sampling)
     model.train(was_training)
     completion_ids = gen[:, enc["input_ids"].shape[1]:]                                    # (B, T)
     finished = torch.tensor(finished_with_stop(completion_ids.tolist(), stop_ids), device=completion_ids.device)  # (B,)

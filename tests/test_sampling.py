@@ -1,0 +1,38 @@
+"""The nucleus sampler of our sampling path (issue 18): the same kept tokens as transformers' TopPLogitsWarper,
+from a top-k slice when it holds the mass, and the same samples end to end."""
+
+import pytest
+import torch
+from transformers import TopPLogitsWarper
+
+from common.generation import FastTopP
+
+
+@pytest.mark.parametrize("top_p", [0.3, 0.9, 0.95, 1.0])
+@pytest.mark.parametrize("sharpness", [0.1, 1.0, 6.0])          # flat (falls back to the full sort) to peaked
+def test_fast_top_p_keeps_the_same_tokens_as_the_full_sort(top_p, sharpness):
+    torch.manual_seed(0)
+    scores = torch.randn(16, 5000) * sharpness
+    ids = torch.zeros(16, 1, dtype=torch.long)
+    ours = torch.isfinite(FastTopP(top_p)(ids, scores.clone()))
+    theirs = torch.isfinite(TopPLogitsWarper(top_p)(ids, scores.clone()))
+    assert torch.equal(ours, theirs)
+    assert ours.sum(dim=1).min() >= 1
+
+
+def test_generation_samples_the_same_tokens_as_huggingface_top_p():
+    from common.generation import generate_ids, stop_token_ids
+    from common.models import load_base_policy
+
+    model, tok = load_base_policy("tiny:llama")
+    prompts = ["Write a joke about a cactus:", "Funny text:"]
+    torch.manual_seed(7)
+    ours = generate_ids(model, tok, prompts, 12, 0.9, 0.8)["completion_ids"]
+    enc = tok(prompts, return_tensors="pt", padding=True)
+    torch.manual_seed(7)
+    theirs = model.generate(**enc, max_new_tokens=12, do_sample=True, temperature=0.9, top_p=0.8,
+                            eos_token_id=stop_token_ids(model, tok), pad_token_id=tok.pad_token_id)
+    theirs = theirs[:, enc["input_ids"].shape[1]:]
+    n = min(ours.shape[1], theirs.shape[1])
+    mask = ours[:, :n] != tok.pad_token_id
+    assert torch.equal(ours[:, :n][mask], theirs[:, :n][mask])
