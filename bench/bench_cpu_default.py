@@ -15,6 +15,7 @@ Timings vary several-fold when another process shares the two cores: run it alon
 from __future__ import annotations
 
 import argparse
+import json
 import resource
 import sys
 import time
@@ -29,6 +30,7 @@ from transformers import TrainerCallback  # noqa: E402
 from trl import GRPOTrainer  # noqa: E402
 
 from common.config import parse_config  # noqa: E402
+from common.generation import sampling_processors  # noqa: E402
 from common.models import load_policy  # noqa: E402
 from common.stage_configs import GRPOArgs  # noqa: E402
 from common.training import lora_config  # noqa: E402
@@ -48,8 +50,10 @@ def generation_rate(model, tokenizer, prompts: list[str], batch: int, new_tokens
     """(tokens/s, seconds of the first, warm-up call). Every sequence generates exactly new_tokens tokens."""
     enc = tokenizer((prompts * (batch // len(prompts) + 1))[:batch], return_tensors="pt", padding=True,
                     add_special_tokens=False)
-    kwargs = dict(max_new_tokens=new_tokens, min_new_tokens=new_tokens, do_sample=True, temperature=0.9,
-                  top_p=0.95, pad_token_id=tokenizer.pad_token_id, **generate_kwargs)
+    sampling = (sampling_processors(model, 0.9, 0.95) if generate_kwargs.pop("fast_top_p", False)
+                else dict(temperature=0.9, top_p=0.95))
+    kwargs = dict(max_new_tokens=new_tokens, min_new_tokens=new_tokens, do_sample=True,
+                  pad_token_id=tokenizer.pad_token_id, **sampling, **generate_kwargs)
     t0 = time.perf_counter()
     model.generate(**enc, **kwargs)
     warmup = time.perf_counter() - t0
@@ -59,14 +63,16 @@ def generation_rate(model, tokenizer, prompts: list[str], batch: int, new_tokens
     return batch * new_tokens * repeats / (time.perf_counter() - t0), warmup
 
 
-def bench_generation(cfg, sft_dir: Path, skip: set[str], batches=(8, 32, 64)) -> None:
+def bench_generation(cfg, sft_dir: Path, skip: set[str], batches=(8, 32, 64)) -> dict:
     print("\n## 1. generation (tokens/s; 48 new tokens per sequence, sampling)\n")
     tasks = load_prompts(cfg.prompt_sources, cfg.data_dir, cfg.langs, 64, cfg.seed)
     print(f"threads: {torch.get_num_threads()}")
+    figures: dict = {}
     print("| variant | " + " | ".join(f"batch {b}" for b in batches) + " | first call (s) |")
     print("|---|" + "---|" * len(batches) + "---|")
     variants = [("fp32, dynamic cache (HF default)", torch.float32, {}, False),
                 ("fp32 weights, bf16 autocast", "autocast", {}, False),
+                ("fp32 weights, bf16 autocast, FastTopP (used)", "autocast", {"fast_top_p": True}, False),
                 ("fp32, static cache", torch.float32, {"cache_implementation": "static"}, False),
                 ("bf16, dynamic cache", torch.bfloat16, {}, False),
                 ("bf16, static cache", torch.bfloat16, {"cache_implementation": "static"}, False),
@@ -82,11 +88,13 @@ def bench_generation(cfg, sft_dir: Path, skip: set[str], batches=(8, 32, 64)) ->
         rates, first = [], 0.0
         for b in batches:
             with torch.autocast("cpu", dtype=torch.bfloat16, enabled=dtype == "autocast"):
-                rate, warm = generation_rate(model, tokenizer, prompts, b, cfg.max_new_tokens, **kwargs)
+                rate, warm = generation_rate(model, tokenizer, prompts, b, cfg.max_new_tokens, **dict(kwargs))
             rates.append(rate)
             first = max(first, warm)
         print(f"| {name} | " + " | ".join(f"{r:.0f}" for r in rates) + f" | {first:.1f} |", flush=True)
+        figures[name] = {"tokens_per_s": dict(zip(map(str, batches), rates)), "first_call_s": first}
         del model
+    return figures
 
 
 class Timed:
@@ -107,7 +115,7 @@ class Timed:
             setattr(trainer, method, timed)
 
 
-def bench_grpo_step(cfg, steps: int, out_root: Path) -> None:
+def bench_grpo_step(cfg, steps: int, out_root: Path) -> dict:
     print(f"\n## 2. GRPO step ({cfg.batch_size // cfg.num_generations} prompts x {cfg.num_generations} completions, "
           f"{cfg.max_new_tokens} new tokens; mean of {steps} steps after one warm-up step)\n")
     methods = {"_generate": "generation", "_calculate_rewards": "reward", "training_step": "step"}
@@ -140,9 +148,11 @@ def bench_grpo_step(cfg, steps: int, out_root: Path) -> None:
         print(f"| {name} | {t['step']:.2f} | {t['generation']:.2f} | {t['reward']:.2f} | "
               f"{t['step'] - t['generation'] - t['reward']:.2f} |")
     plain_t = results["plain TRL (trivial reward)"]
-    for name in ("ours, fp32", "ours, bf16 autocast"):
-        print(f"\n{name} / plain TRL (fp32) step time: {results[name]['step'] / plain_t['step']:.2f}x", end="")
+    ratios = {name: results[name]["step"] / plain_t["step"] for name in ("ours, fp32", "ours, bf16 autocast")}
+    for name, ratio in ratios.items():
+        print(f"\n{name} / plain TRL (fp32) step time: {ratio:.2f}x", end="")
     print()
+    return {"step_split_s": results, "ratio_to_plain_trl": ratios}
 
 
 def _time_steps(trainer, methods: dict[str, str]) -> dict[str, float]:
@@ -160,7 +170,7 @@ def _time_steps(trainer, methods: dict[str, str]) -> dict[str, float]:
     return {k: sum(d[k] for d in deltas) / len(deltas) for k in deltas[0]}
 
 
-def bench_rm(cfg, labeled_sources: list, n: int = 256) -> None:
+def bench_rm(cfg, labeled_sources: list, n: int = 256) -> float:
     texts = [r.text for r in load_labeled(labeled_sources, cfg.data_dir, cfg.langs, n, cfg.seed)][:n]
     judge = build_scorer(cfg, [cfg.rm_component])[cfg.rm_component]
     tasks = load_prompts(cfg.prompt_sources, cfg.data_dir, cfg.langs, None, cfg.seed)
@@ -170,6 +180,7 @@ def bench_rm(cfg, labeled_sources: list, n: int = 256) -> None:
     judge(texts, **columns)
     rate = len(texts) / (time.perf_counter() - t0)
     print(f"\n## 3. reward model\n\nMiniLM RM scoring: {rate:.0f} texts/s ({len(texts)} texts, batch {cfg.rm_batch_size})")
+    return rate
 
 
 def main() -> None:
@@ -180,6 +191,7 @@ def main() -> None:
                         help="The full data sets, when there (ColBERT texts, MWAHAHA prompts); else the shipped demo set.")
     parser.add_argument("--steps", type=int, default=3, help="GRPO steps timed (after one warm-up step).")
     parser.add_argument("--skip", default="", help="Comma-separated parts to skip: generation, compile, grpo, rm.")
+    parser.add_argument("--json", default=None, help="Also write every figure to this JSON file (to compare benches).")
     args = parser.parse_args()
     skip = set(filter(None, args.skip.split(",")))
 
@@ -195,13 +207,19 @@ def main() -> None:
     out_root = ROOT / "runs" / "_bench" / time.strftime("%Y%m%d-%H%M%S")
     print(f"# bench: {cfg.policy_model} + SFT adapter of run '{args.run_name}', torch {torch.__version__}")
 
+    figures = {"date": time.strftime("%Y-%m-%d %H:%M"), "torch": torch.__version__, "threads": torch.get_num_threads(),
+               "policy": cfg.policy_model, "max_new_tokens": cfg.max_new_tokens}
     if "generation" not in skip:
-        bench_generation(cfg, sft_dir, skip)
+        figures["generation"] = bench_generation(cfg, sft_dir, skip)
     if "grpo" not in skip:
-        bench_grpo_step(cfg, args.steps, out_root)
+        figures["grpo"] = bench_grpo_step(cfg, args.steps, out_root)
     if "rm" not in skip:
-        bench_rm(cfg, labeled_sources)
-    print(f"\n## 4. memory\n\npeak RSS {peak_rss_gb():.2f} GB")
+        figures["rm_texts_per_s"] = bench_rm(cfg, labeled_sources)
+    figures["peak_rss_gb"] = peak_rss_gb()
+    print(f"\n## 4. memory\n\npeak RSS {figures['peak_rss_gb']:.2f} GB")
+    if args.json:
+        Path(args.json).write_text(json.dumps(figures, indent=2))
+        print(f"figures -> {args.json}")
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
@@ -83,15 +84,42 @@ class FastTopP(LogitsProcessor):
         return scores.masked_fill(remove, -float("inf"))
 
 
+def _warpers(temperature: float | None, top_k: int | None, top_p: float) -> LogitsProcessorList:
+    """temperature, top-k, then FastTopP: the order generate applies them in. top_k None: generate's own default
+    (50 in transformers 5)."""
+    if top_k is None:
+        top_k = GenerationConfig._get_default_generation_params()["top_k"]
+    return LogitsProcessorList([TemperatureLogitsWarper(temperature or 1.0), *([TopKLogitsWarper(top_k)] if top_k else []),
+                                FastTopP(top_p)])
+
+
 def sampling_processors(model, temperature: float, top_p: float) -> dict:
     """generate() arguments that sample as temperature + the model's top-k + top_p would, with FastTopP for the
-    nucleus. The warpers are given as our own list in that order (generate runs a custom list before the warpers it
-    builds itself), and generate's own are switched off."""
-    top_k = model.generation_config.top_k
-    if top_k is None:                      # unset by the model: generate's own default (50 in transformers 5)
-        top_k = GenerationConfig._get_default_generation_params()["top_k"]
-    warpers = [TemperatureLogitsWarper(temperature), *([TopKLogitsWarper(top_k)] if top_k else []), FastTopP(top_p)]
-    return {"temperature": 1.0, "top_k": 0, "top_p": 1.0, "logits_processor": LogitsProcessorList(warpers)}
+    nucleus. The warpers are given as our own list (generate runs a custom list before the warpers it builds
+    itself), and generate's own are switched off."""
+    warpers = _warpers(temperature, model.generation_config.top_k, top_p)
+    return {"temperature": 1.0, "top_k": 0, "top_p": 1.0, "logits_processor": warpers}
+
+
+@contextmanager
+def fast_nucleus(model, generation_config):
+    """While someone else's code samples with model.generate(generation_config=...) (TRL's GRPO): its temperature,
+    top-k and top-p run as our warper list with FastTopP, and come back as they were afterwards."""
+    top_p = generation_config.top_p
+    if not generation_config.do_sample or top_p is None or top_p >= 1.0:
+        yield
+        return
+    saved = {k: getattr(generation_config, k) for k in ("temperature", "top_k", "top_p")}
+    warpers = _warpers(saved["temperature"], saved["top_k"], top_p)
+    original = model.generate
+    model.generate = lambda *args, **kwargs: original(*args, logits_processor=warpers, **kwargs)
+    generation_config.temperature, generation_config.top_k, generation_config.top_p = 1.0, 0, 1.0
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            setattr(generation_config, k, v)
+        del model.generate                      # the instance attribute: the class's generate again
 
 
 @dataclass

@@ -36,3 +36,23 @@ def test_generation_samples_the_same_tokens_as_huggingface_top_p():
     n = min(ours.shape[1], theirs.shape[1])
     mask = ours[:, :n] != tok.pad_token_id
     assert torch.equal(ours[:, :n][mask], theirs[:, :n][mask])
+
+
+def test_fast_nucleus_changes_how_someone_elses_generate_samples_and_puts_everything_back():
+    from transformers import GenerationConfig
+
+    from common.generation import fast_nucleus
+    from common.models import load_base_policy
+
+    model, tok = load_base_policy("tiny:llama")
+    enc = tok(["Write a joke about a cactus:"], return_tensors="pt")
+    config = GenerationConfig(do_sample=True, temperature=0.9, top_p=0.8, max_new_tokens=6,
+                              pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id)
+    torch.manual_seed(3)
+    plain = model.generate(**enc, generation_config=config)
+    with fast_nucleus(model, config):
+        assert (config.temperature, config.top_k, config.top_p) == (1.0, 0, 1.0)
+        torch.manual_seed(3)
+        fast = model.generate(**enc, generation_config=config)
+    assert torch.equal(plain, fast)                                   # the same samples, drawn the fast way
+    assert (config.temperature, config.top_p) == (0.9, 0.8) and "generate" not in vars(model)
