@@ -149,6 +149,12 @@ class RewardModelArgs:
         "help": "Trained ranking reward model (train_rm.py --rm_objective pairwise|rating) behind the component "
                 "rank_reward. None: <runs_dir>/<run_name>/rm_pairwise/final."})
 
+    rm_ensemble: list[str] = field(default_factory=list, metadata={
+        "help": "Trained humor classifiers (2 or more: other seeds or backbones) behind the components "
+                "ensemble_reward (mean - ensemble_k * std of their P(humor)) and ensemble_std (their disagreement)."})
+    ensemble_k: float = field(default=1.0, metadata={
+        "help": "Weight of the members' std in ensemble_reward: 0 = their mean; larger = more caution where they disagree."})
+
     def reward_model_dir(self) -> Path:
         return Path(self.reward_model) if self.reward_model else Path(self.runs_dir) / self.run_name / "rm" / "final"
 
@@ -516,7 +522,7 @@ RANGES = {
     "pgcl_gold_weight": _NON_NEGATIVE, "pgcl_fail_weight": _NON_NEGATIVE, "stage1_max_steps": _AT_LEAST_1,
     "structure_eval_prompts": _AT_LEAST_1, "samples_per_prompt": _AT_LEAST_1, "gen_batch_size": _AT_LEAST_1,
     "max_jokes": _AT_LEAST_1, "max_retries": _NON_NEGATIVE, "retry_temperature": _POSITIVE,
-    "pair_min_grade_gap": (0, 3, "in [0, 3]"),
+    "pair_min_grade_gap": (0, 3, "in [0, 3]"), "ensemble_k": _NON_NEGATIVE,
 }
 
 

@@ -199,6 +199,20 @@ def empty_penalty(completions: list[str], **kwargs) -> list[float | None]:
     return [0.0 if any(ch.isalnum() for ch in text) else 1.0 for text in completions]
 
 
+def make_ensemble_std(ensemble):
+    """The per-text std of an ensemble's members over the last scored batch (reward/model.py EnsembleRewardModel):
+    a diagnostic of their disagreement, logged like a component (weight 0 logs it without rewarding it). It must
+    be computed after ensemble_reward on the same texts (registry order does that)."""
+
+    def ensemble_std(completions: list[str], instruction: list[str] | None = None, **kwargs) -> list[float | None]:
+        texts = [c.strip() for c in completions]
+        if ensemble.last[0] != texts:               # not the batch ensemble_reward just scored: score it
+            ensemble.score(texts, instruction)
+        return list(ensemble.last[1])
+
+    return ensemble_std
+
+
 def make_rm_reward(reward_model, name: str = "rm_reward"):
     """A trained reward model's score of each completion, in [0, 1]: P(humor) of the classifier (rm_reward), or a
     ranking model's centred sigmoid (rank_reward; reward/model.py)."""

@@ -23,7 +23,7 @@ from common.generation import finished_with_stop
 from data.loaders import TaskPrompt
 from data.prompts import prompt_text
 from reward import components as C
-from reward.model import HumorRewardModel, RankingRewardModel
+from reward.model import EnsembleRewardModel, HumorRewardModel, RankingRewardModel
 
 # The one registry: component name -> builder(reward config, reward model or None) -> callable.
 COMPONENTS = {
@@ -38,11 +38,24 @@ COMPONENTS = {
     # a ranking reward model's (0, 1) score (reward/model.py RankingRewardModel); rm_reward's model is not needed
     "rank_reward": lambda cfg, rm: C.make_rm_reward(
         RankingRewardModel(cfg.ranking_model_dir(), cfg.rm_batch_size, cfg.rm_max_length), name="rank_reward"),
+    # mean - ensemble_k * std of the rm_ensemble classifiers' P(humor); ensemble_std is their disagreement
+    "ensemble_reward": lambda cfg, rm: C.make_rm_reward(load_ensemble(cfg), name="ensemble_reward"),
+    "ensemble_std": lambda cfg, rm: C.make_ensemble_std(load_ensemble(cfg)),
 }
 
 
 # the components a trained model computes (their spread over policies is reported by evaluation)
-MODEL_COMPONENTS = ("rm_reward", "rank_reward")
+MODEL_COMPONENTS = ("rm_reward", "rank_reward", "ensemble_reward")
+
+
+def load_ensemble(cfg) -> EnsembleRewardModel:
+    """The config's ensemble, loaded once for both of its components (ensemble_reward, ensemble_std)."""
+    return _ensemble(tuple(cfg.rm_ensemble), cfg.ensemble_k, cfg.rm_batch_size, cfg.rm_max_length)
+
+
+@functools.lru_cache(maxsize=4)
+def _ensemble(paths: tuple[str, ...], k: float, batch_size: int, max_length: int) -> EnsembleRewardModel:
+    return EnsembleRewardModel([HumorRewardModel(p, batch_size, max_length) for p in paths], k)
 
 
 @functools.lru_cache(maxsize=None)

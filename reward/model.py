@@ -95,3 +95,28 @@ class RankingRewardModel:
             raw = self.model(**enc).logits[:, 0].float()                                    # (B,)
             out += torch.sigmoid((raw - self.meta["center"]) / self.meta["scale"]).tolist()
         return out
+
+
+class EnsembleRewardModel:
+    """An ensemble of reward models (different seeds or backbones) scored as mean - k * std over its members, the
+    uncertainty-penalised reward of the reward-model-ensemble literature (Coste et al. 2023): where the members
+    disagree, the policy is probably exploiting one of them. `last` holds the last batch's texts and per-text std."""
+
+    def __init__(self, members: list, k: float):
+        if len(members) < 2:
+            raise ValueError(f"an ensemble needs at least 2 reward models, got {len(members)}")
+        self.members, self.k, self.last = members, k, ([], [])
+
+    def score(self, texts: list[str], instructions: list[str] | None = None) -> list[float]:
+        """mean - k * std (population std) of the members' scores, per text.
+
+        >>> class Fixed:
+        ...     def __init__(self, p): self.p = p
+        ...     def score(self, texts, instructions=None): return [self.p] * len(texts)
+        >>> [round(s, 6) for s in EnsembleRewardModel([Fixed(0.9), Fixed(0.5)], k=1.0).score(["a joke"])]   # 0.7 - 0.2
+        [0.5]
+        """
+        scores = torch.tensor([m.score(texts, instructions) for m in self.members], dtype=torch.float64)   # (M, B)
+        mean, std = scores.mean(dim=0), scores.std(dim=0, unbiased=False)                                # (B,)
+        self.last = (list(texts), std.tolist())
+        return (mean - self.k * std).tolist()

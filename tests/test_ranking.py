@@ -62,3 +62,26 @@ def test_the_report_shows_each_reward_models_spread_over_policies():
     rank_row = next(l for l in lines if l.startswith("| rank_reward"))
     assert "| 0.940 | 0.980 | 0.040 | 1.00 |" in rm_row          # saturated: every output > 0.9, spread 0.04
     assert "| 0.300 | 0.800 | 0.500 | 0.00 |" in rank_row
+
+
+def test_ensemble_reward_is_mean_minus_k_std_and_logs_the_disagreement(tmp_path):
+    """Two classifiers (two seeds) behind ensemble_reward and ensemble_std, by hand against their P(humor)."""
+    from common.stage_configs import RewardArgs
+    from reward.composite import build_components, score
+    from reward.model import HumorRewardModel
+    from reward.train_rm import main as train_rm
+
+    dirs = []
+    for seed in (1, 2):
+        train_rm(["--config", TINY, "--runs_dir", str(tmp_path), "--run_name", f"s{seed}", "--seed", str(seed),
+                  "--max_steps", "3"])
+        dirs.append(str(tmp_path / f"s{seed}" / "rm" / "final"))
+    cfg = RewardArgs(rm_ensemble=dirs, ensemble_k=2.0,
+                     reward_weights={"headline": {"ensemble_reward": 1.0, "ensemble_std": 0.0}})
+    texts = ["I told my cactus a secret.", "The council approved the budget."]
+    out = score(build_components(cfg), texts, ["headline"] * 2, cfg.reward_weights, lang=["en"] * 2)
+    p = torch.tensor([HumorRewardModel(d).score(texts) for d in dirs], dtype=torch.float64)      # (2, 2)
+    mean, std = p.mean(0), p.std(0, unbiased=False)
+    assert out["ensemble_reward"] == pytest.approx((mean - 2.0 * std).tolist(), abs=1e-6)
+    assert out["ensemble_std"] == pytest.approx(std.tolist(), abs=1e-6) and max(out["ensemble_std"]) > 0
+    assert out["total"] == pytest.approx(out["ensemble_reward"], abs=1e-9)                  # std weighted 0: logged only
