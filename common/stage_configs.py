@@ -323,6 +323,11 @@ class RLArgs:
                 "small lets the policy collapse onto a reward hack, too large stops learning."})
     balance_prompt_types: bool = field(default=True, metadata={
         "help": "Repeat the rarer prompt type (word prompts in MWAHAHA) so RL sees both types equally often."})
+    gold_reward: str | None = field(default=None, metadata={
+        "help": "GRPO's over-optimisation watch: a reward component the policy does not train on (e.g. rank_reward "
+                "or ensemble_reward) that scores held-out samples every gold_eval_steps steps beside the proxy (the "
+                "training composite). None: no watch."})
+    gold_eval_steps: int = field(default=0, metadata={"help": "Steps between gold evaluations (0: never)."})
 
 
 @dataclass
@@ -522,7 +527,7 @@ RANGES = {
     "pgcl_gold_weight": _NON_NEGATIVE, "pgcl_fail_weight": _NON_NEGATIVE, "stage1_max_steps": _AT_LEAST_1,
     "structure_eval_prompts": _AT_LEAST_1, "samples_per_prompt": _AT_LEAST_1, "gen_batch_size": _AT_LEAST_1,
     "max_jokes": _AT_LEAST_1, "max_retries": _NON_NEGATIVE, "retry_temperature": _POSITIVE,
-    "pair_min_grade_gap": (0, 3, "in [0, 3]"), "ensemble_k": _NON_NEGATIVE,
+    "pair_min_grade_gap": (0, 3, "in [0, 3]"), "ensemble_k": _NON_NEGATIVE, "gold_eval_steps": _NON_NEGATIVE,
 }
 
 

@@ -20,8 +20,8 @@ def reward_tags(scalars: dict) -> list[str]:
     (rewards/<component>/mean), KL, the no-EOS share, batch Dist-2 and script drift, in that order, when present."""
     components = sorted(t for t in scalars if t.startswith("train/rewards/") and t.endswith("/mean")
                         and t.count("/") == 3)       # train/rewards/<component>/mean, not .../<type>/<component>/mean
-    extras = [t for t in ("train/kl", "train/completions/clipped_ratio", "train/gen/dist2", "train/gen/drift_rate")
-              if t in scalars]
+    extras = [t for t in ("train/kl", "train/completions/clipped_ratio", "train/gen/dist2", "train/gen/drift_rate",
+                          "gold/proxy", "gold/gold") if t in scalars]      # gold/*: the over-optimisation watch
     return [t for t in ("train/reward",) if t in scalars] + components + extras
 
 

@@ -32,8 +32,8 @@ from common.update_check import UpdateSentinel, causal_lm_probe
 from data.loaders import TaskPrompt, prompt_plan, rl_prompt_split, sample_texts
 from data.prompts import format_for_model
 from reward.composite import build_scorer, component_logs, component_names, task_columns, trl_reward_functions
-from rl.monitor import Alarms, MonitoredGRPOTrainer, SampleText
-from rl.rollouts import finish_rl_stage
+from rl.monitor import Alarms, GoldWatch, MonitoredGRPOTrainer, SampleText
+from rl.rollouts import finish_rl_stage, generate_rows
 
 
 def prompt_dataset(tasks: list[TaskPrompt], tokenizer, max_prompt_tokens: int) -> Dataset:
@@ -95,6 +95,11 @@ def build_trainer(cfg: GRPOArgs, out: Path, resume: str | None = None, started: 
         text_checks=cfg, callbacks=[ComponentMeans(record), alarms, tensorboard,
                                     StageState(started if started is not None else start_clock(resume), alarms.fired)])
     trainer.add_callback(SampleText(trainer, tensorboard.tb_writer, cfg.log_samples_steps))
+    if cfg.gold_reward and cfg.gold_eval_steps:
+        # the gold scorer is built beside the training components and never weighted: the policy cannot train on it
+        watched = {**fns, "gold": build_scorer(cfg, [cfg.gold_reward])[cfg.gold_reward]}
+        sample = lambda model: generate_rows(model, tokenizer, held_out, cfg, watched, progress=False)
+        trainer.add_callback(GoldWatch(trainer, sample, "gold", cfg.gold_eval_steps, tensorboard.tb_writer, out, alarms))
     return trainer, tokenizer, fns, held_out, sft_dir, alarms
 
 

@@ -19,6 +19,7 @@ from transformers import TrainerCallback
 from trl import GRPOTrainer
 
 from common.generation import fast_nucleus, finished_with_stop
+from common.io import save_atomically
 from data.text import distinct_n, text_units
 from reward.components import text_flags
 
@@ -163,6 +164,53 @@ def samples_markdown(rows: list[dict]) -> str:
         lines.append(f"| {r['prompt_type']} | {text} | {'yes' if r['finished'] else 'no'} | "
                      + " | ".join(str(r.get(c, "-")) for c in components) + " |")
     return "\n".join(lines)
+
+
+def over_optimised(history: list[dict]) -> bool:
+    """The proxy (training reward) kept rising while the gold (an independent scorer) fell, for the last two
+    evaluations in a row: the signature of reward over-optimisation (Gao et al. 2022).
+
+    >>> over_optimised([{"proxy": 0.5, "gold": 0.6}, {"proxy": 0.6, "gold": 0.55}, {"proxy": 0.7, "gold": 0.5}])
+    True
+    >>> over_optimised([{"proxy": 0.5, "gold": 0.6}, {"proxy": 0.6, "gold": 0.65}, {"proxy": 0.7, "gold": 0.5}])
+    False
+    """
+    if len(history) < 3:
+        return False
+    a, b, c = history[-3:]
+    return a["proxy"] < b["proxy"] < c["proxy"] and a["gold"] > b["gold"] > c["gold"]
+
+
+class GoldWatch(TrainerCallback):
+    """Every `every` steps: sample the held-out prompts, score them with the training composite (proxy) and with an
+    independent gold scorer, log gold/proxy and gold/gold, alarm on over-optimisation, and keep the adapter of the
+    best gold evaluation in <stage>/best_gold/. sample(model) -> rows with the component `gold` and `total`."""
+
+    def __init__(self, trainer, sample, gold: str, every: int, writer, out_dir, alarms):
+        self.trainer, self.sample, self.gold, self.every = trainer, sample, gold, every
+        self.writer, self.out_dir, self.alarms = writer, out_dir, alarms
+        self.history: list[dict] = []
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if self.every <= 0 or state.global_step % self.every:
+            return
+        rows = self.sample(self.trainer.model)
+        point = {"step": state.global_step, "proxy": sum(r["total"] for r in rows) / len(rows),
+                 "gold": sum(r[self.gold] for r in rows) / len(rows)}
+        best = max((h["gold"] for h in self.history), default=float("-inf"))
+        self.history.append(point)
+        if self.writer is not None:
+            self.writer.add_scalar("gold/proxy", point["proxy"], state.global_step)
+            self.writer.add_scalar("gold/gold", point["gold"], state.global_step)
+            self.writer.flush()
+        if point["gold"] > best:
+            save_atomically(self.out_dir / "best_gold", lambda d: self.trainer.model.save_pretrained(str(d)))
+        if over_optimised(self.history):
+            message = (f"the proxy rose to {point['proxy']:.3f} while {self.gold} fell to {point['gold']:.3f} for two "
+                       f"evaluations in a row: the policy is over-optimising its reward. best_gold/ holds the adapter "
+                       f"of the best {self.gold}; raise kl_beta or stop earlier")
+            self.alarms.fired.append({"alarm": "over_optimisation", "step": state.global_step, "message": message})
+            print(f"[alarm] step {state.global_step}: over_optimisation: {message}", flush=True)
 
 
 class SampleText(TrainerCallback):

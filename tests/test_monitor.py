@@ -85,3 +85,42 @@ def test_hackable_setup_raises_the_repetition_alarm(tmp_path, monkeypatch, capsy
                 "train/gen/repetition_rate", "train/rewards/rm_reward/mean", "train/alarms/repetition"):
         assert tag in tags, tag
     assert "samples/text_summary" in acc.Tags()["tensors"]
+
+
+def test_gold_watch_logs_proxy_and_gold_keeps_the_best_adapter_and_alarms_on_a_scripted_history(run, tmp_path):
+    from rl.grpo import main as grpo
+    from rl.monitor import GoldWatch, over_optimised
+
+    # the alarm on a scripted history: proxy up, gold down twice in a row
+    history = [{"proxy": 0.50, "gold": 0.60}, {"proxy": 0.55, "gold": 0.58}, {"proxy": 0.61, "gold": 0.52}]
+    assert over_optimised(history) and not over_optimised(history[:2])
+    assert not over_optimised([dict(h, gold=0.6 + i / 10) for i, h in enumerate(history)])   # gold rising too
+
+    class Alarms:
+        fired = []
+
+    class Model:
+        saved = []
+
+        def save_pretrained(self, d):
+            Path(d).mkdir(parents=True)
+            Model.saved.append(d)
+
+    trainer = SimpleNamespace(model=Model())
+    scripted = iter([(0.50, 0.60), (0.55, 0.58), (0.61, 0.52)])
+    sample = lambda model: [dict(zip(("total", "gold"), next(scripted)))]
+    watch = GoldWatch(trainer, sample, "gold", 1, None, tmp_path, Alarms)
+    for step in (1, 2, 3):
+        watch.on_step_end(None, SimpleNamespace(global_step=step), None)
+    assert [a["alarm"] for a in Alarms.fired] == ["over_optimisation"] and len(Model.saved) == 1   # best = step 1
+
+    # a real GRPO run with the watch on: gold/* in TensorBoard and best_gold/ beside final/
+    run_dir, _ = run
+    s = grpo(["--config", TINY, "--runs_dir", str(tmp_path), "--max_steps", "2", "--gold_reward", "length_reward",
+              "--gold_eval_steps", "1", "--reward_weights", "{headline: {rm_reward: 1.0}, words: {coverage_reward: 1.0}}",
+              "--sft_adapter", str(run_dir / "sft" / "final"), "--reward_model", str(run_dir / "rm" / "final")])
+    stage = tmp_path / "tiny" / "grpo"
+    acc = EventAccumulator(str(stage / "tb"))
+    acc.Reload()
+    assert {"gold/proxy", "gold/gold"} <= set(acc.Tags()["scalars"]) and len(acc.Scalars("gold/gold")) == 2
+    assert (stage / "best_gold" / "adapter_config.json").is_file() and s["update_check"]["weights_moved"]
