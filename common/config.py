@@ -107,22 +107,29 @@ def read_preset(path: str | Path, stage: str, cls) -> tuple[dict, dict]:
     return values, trainer_values
 
 
-def _flag_values(flags: list[str], allowed: set[str], cls) -> dict:
-    """`--name value` / `--name=value` pairs of TRL settings left over by argparse -> {name: YAML value}."""
-    out, i = {}, 0
+def _flag_pairs(flags: list[str]) -> list[tuple[str, str]]:
+    """`--name value`, `--name=value` and bare `--name` (true) -> [(name, value text)]."""
+    pairs, i = [], 0
     while i < len(flags):
-        flag = flags[i]
-        name, eq, text = flag.removeprefix("--").partition("=")
-        if not flag.startswith("--") or name not in allowed:
-            trainer = f" nor of {cls.trainer_config.__name__}" if allowed else ""
-            raise SystemExit(f"error: unknown flag {flag.split('=')[0]} (not a field of {cls.__name__}{trainer}); "
-                             f"see --help")
+        if not flags[i].startswith("--"):
+            raise SystemExit(f"error: expected --name value, got {flags[i]!r}; see --help")
+        name, eq, text = flags[i][2:].partition("=")
         if not eq:
             has_value = i + 1 < len(flags) and not flags[i + 1].startswith("--")
-            text = flags[i + 1] if has_value else "true"      # a bare flag means true
-            i += 1 if has_value else 0
-        out[name] = yaml.safe_load(text)
+            text, i = (flags[i + 1], i + 1) if has_value else ("true", i)      # a bare flag means true
+        pairs.append((name, text))
         i += 1
+    return pairs
+
+
+def _flag_values(flags: list[str], allowed: set[str], cls) -> dict:
+    """The TRL settings argparse left over -> {name: YAML value}; any other flag is an error."""
+    out = {}
+    for name, text in _flag_pairs(flags):
+        if name not in allowed:
+            trainer = f" nor of {cls.trainer_config.__name__}" if allowed else ""
+            raise SystemExit(f"error: unknown flag --{name} (not a field of {cls.__name__}{trainer}); see --help")
+        out[name] = yaml.safe_load(text)
     return out
 
 
@@ -199,20 +206,12 @@ def overlay_preset(path: str | Path | None, flags: list[str]) -> dict:
     shared top-level key and replaces that key in every stage section, so each stage takes the flags it knows and
     ignores the others, as with a preset's shared keys. Unknown keys fail when a stage reads the result."""
     raw = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {} if path else {}
-    i = 0
-    while i < len(flags):
-        if not flags[i].startswith("--"):
-            raise SystemExit(f"error: expected --key value, got {flags[i]!r}")
-        key, eq, text = flags[i][2:].partition("=")
-        if not eq:
-            has_value = i + 1 < len(flags) and not flags[i + 1].startswith("--")
-            text, i = (flags[i + 1], i + 1) if has_value else ("true", i)
+    for key, text in _flag_pairs(flags):
         value = yaml.safe_load(text)
         raw[key] = value
         for section in SECTIONS:
             if isinstance(raw.get(section), dict) and key in raw[section]:
                 raw[section][key] = value
-        i += 1
     return raw
 
 

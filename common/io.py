@@ -7,7 +7,7 @@ import os
 import shutil
 from pathlib import Path
 
-from data.files import decode_file
+from data.files import jsonl_rows
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -35,14 +35,9 @@ def write_jsonl(path: Path, rows: list[dict]) -> None:
 def read_jsonl(path: Path, required: tuple[str, ...] = ("id", "text", "lang")) -> list[dict]:
     """Rows of a JSONL file; a line that is not JSON or lacks a required field is an error naming file and line."""
     rows = []
-    for line_no, line in enumerate(decode_file(Path(path)).splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            rows.append(json.loads(line))
-        except json.JSONDecodeError as e:
-            raise ValueError(f"{path}:{line_no}: not a JSON object ({e.msg})") from None
-        for key in required:
-            if key not in rows[-1]:
-                raise ValueError(f"{path}:{line_no}: row has no '{key}' field")
+    for where, row in jsonl_rows(Path(path)):
+        missing = [key for key in required if key not in row]
+        if missing:
+            raise ValueError(f"{where}: row has no '{missing[0]}' field")
+        rows.append(row)
     return rows

@@ -500,24 +500,42 @@ class EvalArgs(PolicyToolArgs, StageArgs):
         "help": "Reference LM for perplexity: 'base' (the untrained policy model), any model spec, or None to skip."})
 
 
-# The range of every numeric field, checked by check_ranges before a stage loads anything: (low, high, what).
-# low/high None: unbounded; a value may equal a bound unless `what` says otherwise.
-_AT_LEAST_1 = (1, None, ">= 1")
-_NON_NEGATIVE = (0, None, ">= 0")
-_POSITIVE = (0, None, "> 0")
-_SHARE = (0, 1, "in [0, 1]")
+@dataclass(frozen=True)
+class Range:
+    """The allowed values of a numeric field: low <= v <= high (None: unbounded), an open end excluding its bound."""
+    low: float
+    high: float | None = None
+    low_open: bool = False
+    high_open: bool = False
+
+    def __contains__(self, value) -> bool:
+        above = value > self.low if self.low_open else value >= self.low
+        below = self.high is None or (value < self.high if self.high_open else value <= self.high)
+        return above and below
+
+    def __str__(self) -> str:
+        if self.high is None:
+            return f"{'>' if self.low_open else '>='} {self.low}"
+        return f"in {'(' if self.low_open else '['}{self.low}, {self.high}{')' if self.high_open else ']'}"
+
+
+# The range of every numeric field, checked by check_ranges before a stage loads anything.
+_AT_LEAST_1 = Range(1)
+_NON_NEGATIVE = Range(0)
+_POSITIVE = Range(0, low_open=True)
+_SHARE = Range(0, 1)
 RANGES = {
     "seed": _NON_NEGATIVE, "max_rows_per_source": _AT_LEAST_1, "eval_prompts": _NON_NEGATIVE,
-    "lora_r": _AT_LEAST_1, "lora_alpha": _POSITIVE, "lora_dropout": (0, 1, "in [0, 1)"),
-    "max_new_tokens": _AT_LEAST_1, "temperature": _POSITIVE, "top_p": (0, 1, "in (0, 1]"),
+    "lora_r": _AT_LEAST_1, "lora_alpha": _POSITIVE, "lora_dropout": Range(0, 1, high_open=True),
+    "max_new_tokens": _AT_LEAST_1, "temperature": _POSITIVE, "top_p": Range(0, 1, low_open=True),
     "max_prompt_tokens": _AT_LEAST_1, "rm_batch_size": _AT_LEAST_1, "rm_max_length": _AT_LEAST_1,
     "repetition_ngram": _AT_LEAST_1, "repetition_threshold": _SHARE, "drift_threshold": _SHARE,
     "gibberish_threshold": _SHARE, "learning_rate": _NON_NEGATIVE, "max_steps": _AT_LEAST_1,
     "batch_size": _AT_LEAST_1, "save_steps": _AT_LEAST_1, "epochs": _POSITIVE, "logging_steps": _AT_LEAST_1,
-    "warmup_steps": _NON_NEGATIVE, "max_length": _AT_LEAST_1, "test_size": (0, 1, "in (0, 1)"),
+    "warmup_steps": _NON_NEGATIVE, "max_length": _AT_LEAST_1, "test_size": Range(0, 1, low_open=True, high_open=True),
     "eval_batch_size": _AT_LEAST_1, "alarm_min_dist2": _SHARE, "alarm_max_drift_rate": _SHARE,
     "alarm_max_clipped_ratio": _SHARE, "alarm_max_kl": _NON_NEGATIVE, "alarm_max_zero_std": _SHARE,
-    "log_samples_steps": _NON_NEGATIVE, "kl_beta": _NON_NEGATIVE, "num_generations": (2, None, ">= 2"),
+    "log_samples_steps": _NON_NEGATIVE, "kl_beta": _NON_NEGATIVE, "num_generations": Range(2),
     "epsilon": _POSITIVE, "minibatch_size": _AT_LEAST_1, "ppo_epochs": _AT_LEAST_1, "kl_target": _POSITIVE,
     "kl_horizon": _AT_LEAST_1, "gamma": _SHARE, "gae_lambda": _SHARE, "clip_range": _POSITIVE,
     "clip_range_value": _POSITIVE, "vf_coef": _NON_NEGATIVE, "entropy_coef": _NON_NEGATIVE,
@@ -527,7 +545,7 @@ RANGES = {
     "pgcl_gold_weight": _NON_NEGATIVE, "pgcl_fail_weight": _NON_NEGATIVE, "stage1_max_steps": _AT_LEAST_1,
     "structure_eval_prompts": _AT_LEAST_1, "samples_per_prompt": _AT_LEAST_1, "gen_batch_size": _AT_LEAST_1,
     "max_jokes": _AT_LEAST_1, "max_retries": _NON_NEGATIVE, "retry_temperature": _POSITIVE,
-    "pair_min_grade_gap": (0, 3, "in [0, 3]"), "ensemble_k": _NON_NEGATIVE, "gold_eval_steps": _NON_NEGATIVE,
+    "pair_min_grade_gap": Range(0, 3), "ensemble_k": _NON_NEGATIVE, "gold_eval_steps": _NON_NEGATIVE,
 }
 
 
@@ -539,13 +557,8 @@ def check_ranges(cfg) -> None:
     ValueError: kl_beta must be >= 0, got -1.0
     """
     for f in fields(cfg):
-        value, bounds = getattr(cfg, f.name), RANGES.get(f.name)
-        if bounds is None or value is None or isinstance(value, bool):
+        value, allowed = getattr(cfg, f.name), RANGES.get(f.name)
+        if allowed is None or value is None or isinstance(value, bool):
             continue
-        low, high, what = bounds
-        strict_low = what.startswith("> 0") or what.startswith("in (")
-        strict_high = what.endswith("1)")
-        bad = ((low is not None and (value < low or (strict_low and value == low)))
-               or (high is not None and (value > high or (strict_high and value == high))))
-        if bad:
-            raise ValueError(f"{f.name} must be {what}, got {value!r}")
+        if value not in allowed:
+            raise ValueError(f"{f.name} must be {allowed}, got {value!r}")

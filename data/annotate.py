@@ -30,6 +30,7 @@ from typing import Callable
 
 from tqdm.auto import tqdm
 
+from data.files import jsonl_rows
 from data.loaders import Demonstration, LabeledText, TaskPrompt
 from data.prompts import STOP_WORDS, annotate_prompt, zh_pos
 from data.text import contains_word, text_units
@@ -117,13 +118,7 @@ def _append(path: Path, rows: list[dict]) -> None:
 
 
 def _done_ids(*paths: Path) -> set[str]:
-    ids = set()
-    for path in paths:
-        if path.is_file():
-            for line in path.read_text(encoding="utf-8").splitlines():
-                if line.strip():
-                    ids.add(json.loads(line)["id"])
-    return ids
+    return {row["id"] for path in paths if path.is_file() for _, row in jsonl_rows(path)}
 
 
 def annotate(jokes: list[LabeledText], generate: Callable[[list[str], int], list[str]], out_dir: Path,
@@ -186,12 +181,11 @@ def read_annotations(path: str | Path) -> list[Annotation]:
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no annotations here (run sft/annotate.py first)")
     rows = []
-    for line_no, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        if line.strip():
-            try:
-                rows.append(Annotation(**json.loads(line)))
-            except (json.JSONDecodeError, TypeError) as e:
-                raise ValueError(f"{path}:{line_no}: not an annotation row ({e})") from None
+    for where, row in jsonl_rows(path):
+        try:
+            rows.append(Annotation(**row))
+        except TypeError as e:
+            raise ValueError(f"{where}: not an annotation row ({e})") from None
     return rows
 
 

@@ -106,14 +106,9 @@ def decode_file(path: Path, encoding: str = "utf-8-sig") -> str:
 def _read_file(path: Path, encoding: str) -> list[tuple[str, dict]]:
     if path.suffix == ".parquet":
         return [(f"{path}[{i}]", row) for i, row in enumerate(pq.read_table(path).to_pylist())]
-    text = decode_file(path, encoding)
     if path.suffix == ".jsonl":
-        out = []
-        for line_no, line in enumerate(text.splitlines(), 1):
-            if not line.strip():
-                continue
-            out.append((f"{path}:{line_no}", _json_object(line, f"{path}:{line_no}")))
-        return out
+        return jsonl_rows(path, encoding)
+    text = decode_file(path, encoding)
     if path.suffix == ".json":
         try:
             data = json.loads(text)
@@ -121,10 +116,7 @@ def _read_file(path: Path, encoding: str) -> list[tuple[str, dict]]:
             raise ValueError(f"{path}:{e.lineno}: not JSON ({e.msg})") from None
         if not isinstance(data, list):
             raise ValueError(f"{path}: a .json data file must hold an array of objects (JSON Lines: use .jsonl)")
-        for i, row in enumerate(data):
-            if not isinstance(row, dict):
-                raise ValueError(f"{path}[{i}]: not a JSON object, got {type(row).__name__}")
-        return [(f"{path}[{i}]", row) for i, row in enumerate(data)]
+        return [(f"{path}[{i}]", _object(row, f"{path}[{i}]")) for i, row in enumerate(data)]
     tsv = path.suffix == ".tsv"      # TSVs go unquoted (MWAHAHA's headlines hold unbalanced '"')
     reader = csv.DictReader(io.StringIO(text, newline=""), delimiter="\t" if tsv else ",",
                             quoting=csv.QUOTE_NONE if tsv else csv.QUOTE_MINIMAL)   # quoted CSV fields may hold newlines
@@ -137,11 +129,20 @@ def _read_file(path: Path, encoding: str) -> list[tuple[str, dict]]:
     return out
 
 
-def _json_object(line: str, where: str) -> dict:
-    try:
-        row = json.loads(line)
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{where}: not a JSON object ({e.msg})") from None
+def jsonl_rows(path: Path, encoding: str = "utf-8-sig") -> list[tuple[str, dict]]:
+    """(file:line, object) for every non-blank line of a JSON Lines file; anything else is an error at its line."""
+    out = []
+    for line_no, line in enumerate(decode_file(Path(path), encoding).splitlines(), 1):
+        if line.strip():
+            where = f"{path}:{line_no}"
+            try:
+                out.append((where, _object(json.loads(line), where)))
+            except json.JSONDecodeError as e:
+                raise ValueError(f"{where}: not a JSON object ({e.msg})") from None
+    return out
+
+
+def _object(row, where: str) -> dict:
     if not isinstance(row, dict):
         raise ValueError(f"{where}: not a JSON object, got {type(row).__name__}")
     return row
