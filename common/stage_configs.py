@@ -266,12 +266,18 @@ class RMArgs(TrainerArgs, LabeledDataArgs, DataArgs, StageArgs, RunArgs):
     eval_batch_size: int = field(default=64, metadata={"help": "Batch size for held-out evaluation."})
     rm_objective: str = field(default="classify", metadata={
         "help": "classify: humor / not humor on the labeled sources (P(humor), stage dir rm/); pairwise: "
-                "Bradley-Terry on which of two texts is funnier (TRL RewardTrainer; Humicroedit task-2 human pairs "
-                "plus pairs of task-1 edits whose grades differ by pair_min_grade_gap; dir rm_pairwise/); rating: "
-                "regression on Humicroedit task-1 grades (dir rm_rating/). Held-out: pairwise accuracy on task-2 "
-                "dev, Spearman and RMSE on task-1 dev."})
-    pair_min_grade_gap: float = field(default=0.5, metadata={
-        "help": "pairwise: pairs derived from graded edits of one headline need mean grades this far apart (0-3)."})
+                "Bradley-Terry on which of two texts is funnier (TRL RewardTrainer; human pairs plus pairs of graded "
+                "texts whose grades differ by pair_min_grade_gap; dir rm_pairwise/); rating: regression on the "
+                "grades normalised to [0, 1] (dir rm_rating/). Both train on graded_sources and report pairwise "
+                "accuracy, Spearman and RMSE per source on held-out rows."})
+    graded_sources: list[str] = field(default_factory=lambda: ["humicroedit"], metadata={
+        "help": "pairwise / rating: graded funniness sources (data/grades.py), those in langs used: humicroedit (en, "
+                "edits 0-3, + task-2 human pairs), hahackathon (en, ratings 0-5), rjokes (en, upvote score 0-11), "
+                "haha2021 (es, votes 1-5), ccl2019 (zh, task-2 levels 1/3/5). All but a Humicroedit sample need "
+                "--data_dir."})
+    pair_min_grade_gap: float = field(default=0.15, metadata={
+        "help": "pairwise: pairs derived from graded texts need grades this far apart, as a share of the source's "
+                "scale (0.15: 0.45 of Humicroedit's 0-3, 1.65 of r/Jokes' 0-11)."})
 
     def __post_init__(self):
         if self.rm_objective not in ("classify", "pairwise", "rating"):
@@ -323,10 +329,11 @@ class RLArgs:
                 "small lets the policy collapse onto a reward hack, too large stops learning."})
     balance_prompt_types: bool = field(default=True, metadata={
         "help": "Repeat the rarer prompt type (word prompts in MWAHAHA) so RL sees both types equally often."})
-    gold_reward: str | None = field(default=None, metadata={
-        "help": "GRPO's over-optimisation watch: a reward component the policy does not train on (e.g. rank_reward "
-                "or ensemble_reward) that scores held-out samples every gold_eval_steps steps beside the proxy (the "
-                "training composite). None: no watch."})
+    gold_reward_model: str | None = field(default=None, metadata={
+        "help": "Over-optimisation watch (GRPO, PPO): an independent scorer the policy does not train on -- the "
+                "directory of a trained reward model (a classifier, or a ranking RM of other data or seed) or a "
+                "component the weights leave out (rank_reward, ensemble_reward) -- that scores held-out samples every "
+                "gold_eval_steps steps beside the proxy (the training composite). None: no watch."})
     gold_eval_steps: int = field(default=0, metadata={"help": "Steps between gold evaluations (0: never)."})
 
 
@@ -545,7 +552,7 @@ RANGES = {
     "pgcl_gold_weight": _NON_NEGATIVE, "pgcl_fail_weight": _NON_NEGATIVE, "stage1_max_steps": _AT_LEAST_1,
     "structure_eval_prompts": _AT_LEAST_1, "samples_per_prompt": _AT_LEAST_1, "gen_batch_size": _AT_LEAST_1,
     "max_jokes": _AT_LEAST_1, "max_retries": _NON_NEGATIVE, "retry_temperature": _POSITIVE,
-    "pair_min_grade_gap": Range(0, 3), "ensemble_k": _NON_NEGATIVE, "gold_eval_steps": _NON_NEGATIVE,
+    "pair_min_grade_gap": Range(0, 1), "ensemble_k": _NON_NEGATIVE, "gold_eval_steps": _NON_NEGATIVE,
 }
 
 

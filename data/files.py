@@ -148,7 +148,7 @@ def _object(row, where: str) -> dict:
     return row
 
 
-CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f]")    # not DEL: real scraped posts hold it (HAHA 2021)
 
 
 def check_text(value: str, where: str, column: str) -> str:

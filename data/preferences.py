@@ -75,56 +75,6 @@ def load_humicroedit(data_dir: Path | None, min_grade_gap: float = 0.0, split: s
     return read_humicroedit_pairs(Path(data_dir) / "humicroedit" / "task-2" / f"{split}.csv", min_grade_gap)
 
 
-# ---------------------------------------------------------------- graded funniness (Humicroedit task-1)
-
-@dataclass(frozen=True)
-class GradedText:
-    """A text with a human funniness grade (Humicroedit: mean of five 0-3 grades); `group` is what it edits (two
-    texts of one group differ only in the edit, so their grades compare like with like)."""
-    text: str
-    grade: float
-    group: str
-    id: str
-
-
-def read_humicroedit_grades(path: Path) -> list[GradedText]:
-    """Task-1 rows: id, original (with the <word/> mark), edit, grades, meanGrade."""
-    out = []
-    for line, row in _rows(path, required=("id", "original", "edit", "meanGrade")):
-        original = _text(row["original"], path, line, "original")
-        try:
-            grade = float(row["meanGrade"])
-        except ValueError:
-            raise ValueError(f"{path}:{line}: meanGrade must be a number, got {row['meanGrade']!r}") from None
-        if not 0.0 <= grade <= 3.0:
-            raise ValueError(f"{path}:{line}: meanGrade must be in [0, 3], got {grade}")
-        edited = _edited(original, _text(row["edit"], path, line, "edit"), path, line).strip('" ')
-        out.append(GradedText(edited, grade, _edited(original, None, path, line), f"humicroedit:{row['id']}"))
-    return out
-
-
-def load_humicroedit_grades(data_dir: Path | None, split: str) -> list[GradedText]:
-    """Task-1 graded edits: 'train' or 'dev' with --data_dir; the shipped sample (train only) without."""
-    if data_dir is None:
-        rows = read_humicroedit_grades(SAMPLE_DIR / "humicroedit_grades.csv")
-        return rows if split == "train" else rows[::4]        # no held-out sample: a slice, for tests only
-    return read_humicroedit_grades(Path(data_dir) / "humicroedit" / "task-1" / f"{split}.csv")
-
-
-def pairs_from_grades(rows: list[GradedText], min_gap: float) -> list[tuple[str, str]]:
-    """(funnier, less funny) text pairs within each group whose mean grades differ by at least min_gap.
-
-    >>> rows = [GradedText("a", 2.0, "h", "1"), GradedText("b", 0.4, "h", "2"), GradedText("c", 1.8, "h", "3")]
-    >>> pairs_from_grades(rows, 0.5)
-    [('a', 'b'), ('c', 'b')]
-    """
-    by_group: dict[str, list[GradedText]] = {}
-    for r in rows:
-        by_group.setdefault(r.group, []).append(r)
-    return [(a.text, b.text) for group in by_group.values() for a in group for b in group
-            if a.grade - b.grade >= min_gap]
-
-
 # ---------------------------------------------------------------- puns
 
 @dataclass(frozen=True)

@@ -23,7 +23,7 @@ from common.generation import finished_with_stop
 from data.loaders import TaskPrompt
 from data.prompts import prompt_text
 from reward import components as C
-from reward.model import EnsembleRewardModel, HumorRewardModel, RankingRewardModel
+from reward.model import EnsembleRewardModel, HumorRewardModel, RankingRewardModel, load_scorer
 
 # The one registry: component name -> builder(reward config, reward model or None) -> callable.
 COMPONENTS = {
@@ -122,6 +122,23 @@ def build_scorer(cfg, names: list[str] | None = None) -> dict:
         raise ValueError(f"rm_component {cfg.rm_component!r} is not a reward component; valid: {sorted(registry(cfg))}")
     rm = HumorRewardModel(cfg.reward_model_dir(), cfg.rm_batch_size, cfg.rm_max_length) if "rm_reward" in names else None
     return build_components(cfg, rm, names)
+
+
+def build_gold(cfg):
+    """The over-optimisation watch's gold scorer (cfg.gold_reward_model): a component name, or the directory of a
+    trained reward model of any objective (a classifier's P(humor), a ranking model's centred sigmoid). It is never
+    in the training weights, so the policy cannot train on it."""
+    name = cfg.gold_reward_model
+    known = registry(cfg)
+    if name in known:
+        used = {c for per_type in cfg.reward_weights.values() for c, w in per_type.items() if w}
+        if name in used:
+            raise ValueError(f"gold_reward_model {name!r} is weighted in the training reward: the gold must be a "
+                             "scorer the policy does not train on")
+        return build_scorer(cfg, [name])[name]
+    if not Path(name).is_dir():
+        raise ValueError(f"gold_reward_model {name!r} is neither a reward component ({sorted(known)}) nor a directory")
+    return C.make_rm_reward(load_scorer(name, cfg.rm_batch_size, cfg.rm_max_length), name="gold")
 
 
 def checked(name: str, values, completions: list[str]) -> list[float | None]:

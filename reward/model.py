@@ -120,3 +120,14 @@ class EnsembleRewardModel:
         mean, std = scores.mean(dim=0), scores.std(dim=0, unbiased=False)                                # (B,)
         self.last = (list(texts), std.tolist())
         return (mean - self.k * std).tolist()
+
+
+def load_scorer(path: str | Path, batch_size: int = 32, max_length: int = 256):
+    """The reward model a trained directory holds, whichever its objective: a HumorRewardModel (P(humor)) for a
+    classifier, a RankingRewardModel (its centred sigmoid) for a pairwise or rating model."""
+    meta_file = Path(path) / RM_META
+    if not meta_file.is_file():
+        raise FileNotFoundError(f"{path}: no trained reward model here ({RM_META} missing)")
+    objective = json.loads(meta_file.read_text()).get("objective", "classify")
+    kind = HumorRewardModel if objective == "classify" else RankingRewardModel
+    return kind(path, batch_size, max_length)

@@ -1,13 +1,19 @@
-"""Train the humor reward model: a 2-label sequence classifier (not humor / humor) on labeled texts, with a
-stratified held-out split for accuracy, precision, recall, F1 and ROC-AUC.
+"""Train a humor reward model.
+
+classify (default): a 2-label sequence classifier (not humor / humor) on labeled texts, with a stratified held-out
+split for accuracy, precision, recall, F1 and ROC-AUC, overall and per language.
+pairwise / rating: a one-output ranking model on graded funniness (data/grades.py), with pairwise accuracy,
+Spearman and RMSE per source on held-out rows.
 
     python reward/train_rm.py --config configs/tiny.yaml
+    python reward/train_rm.py --config configs/cpu_default.yaml --data_dir ../shared/data --rm_objective pairwise \
+        --graded_sources '[humicroedit, hahackathon, rjokes]'
 """
 
 from __future__ import annotations
 
 import json
-from pathlib import Path
+import random
 
 import numpy as np
 import torch
@@ -29,7 +35,7 @@ from common.training import set_seed, trainer_config
 from common.update_check import UpdateSentinel, classifier_probe, score_probe
 from data.annotate import annotated_prompt_by_text, annotations_of
 from data.loaders import LabeledText, TaskPrompt, load_labeled, sample_texts
-from data.preferences import load_humicroedit, load_humicroedit_grades, pairs_from_grades
+from data.grades import load_graded, pairs_from_grades
 from data.prompts import pick_two_words, prompt_text
 from reward.model import RM_META
 
@@ -70,10 +76,11 @@ def raw_scores(model, tokenizer, texts: list[str], max_length: int, batch_size: 
 
 
 def ranking_metrics(score, dev_pairs: list[tuple[str, str]], dev_grades: list, train_mean_grade: float,
-                    rating: bool) -> dict[str, float]:
-    """Held-out figures of a ranking RM (score: texts -> raw scores): pairwise accuracy on human pairs (the
-    funnier one scored higher; ties count half), Spearman with human grades, and for a rating RM the RMSE of its
-    grade (score x 3) beside the mean baseline's (always predicting the training mean)."""
+                    rating: bool, scale: tuple[float, float] = (0.0, 3.0)) -> dict[str, float]:
+    """Held-out figures of a ranking RM (score: texts -> raw scores) on one source: pairwise accuracy on its pairs
+    (the funnier one scored higher; ties count half), Spearman with its grades, and for a rating RM the RMSE of its
+    grade (the score mapped from [0, 1] back onto the source's scale) beside the mean baseline's (always predicting
+    the training mean)."""
     funnier, other = score([a for a, _ in dev_pairs]), score([b for _, b in dev_pairs])
     wins = [1.0 if a > b else 0.5 if a == b else 0.0 for a, b in zip(funnier, other)]
     grades = [g.grade for g in dev_grades]
@@ -82,22 +89,39 @@ def ranking_metrics(score, dev_pairs: list[tuple[str, str]], dev_grades: list, t
            "spearman": float(spearmanr(predicted, grades).statistic) if len(grades) > 1 else float("nan"),
            "mean_baseline_rmse": float(np.sqrt(np.mean([(g - train_mean_grade) ** 2 for g in grades])))}
     if rating:
-        out["rmse"] = float(np.sqrt(np.mean([(3 * p - g) ** 2 for p, g in zip(predicted, grades)])))
+        lo, hi = scale
+        out["rmse"] = float(np.sqrt(np.mean([(lo + (hi - lo) * p - g) ** 2 for p, g in zip(predicted, grades)])))
     return out
 
 
+def ranking_data(cfg: RMArgs) -> tuple[list, list[tuple[str, str]], list[tuple[str, float]], dict]:
+    """(sources, training pairs, (text, normalised grade) training rows, held-out plan) of the graded sources.
+    Pairs: each source's human pairs plus pairs of its graded rows whose normalised grades differ by
+    pair_min_grade_gap; held out: each source's held-out pairs (human ones where it has them, else derived from its
+    held-out grades by the same rule) and graded rows, never trained on."""
+    sources = load_graded(cfg.graded_sources, cfg.data_dir, cfg.langs, cfg.max_rows_per_source, cfg.seed)
+    pairs, graded, held_out = [], [], {}
+    for src in sources:
+        pairs += src.human_pairs + pairs_from_grades(src.train, cfg.pair_min_grade_gap, src.scale, cfg.seed)
+        graded += [(g.text, src.normalised(g.grade)) for g in src.train]
+        held_pairs = src.held_out_pairs or pairs_from_grades(src.held_out, cfg.pair_min_grade_gap, src.scale, cfg.seed + 1)
+        held_out[src.name] = {"pairs": held_pairs, "grades": src.held_out,
+                              "train_mean": float(np.mean([g.grade for g in src.train])), "scale": src.scale,
+                              "lang": src.lang, "pairs_from": "human pairs" if src.held_out_pairs else "derived from grades"}
+    return sources, pairs, graded, held_out
+
+
 def train_ranking(cfg: RMArgs) -> dict:
-    """rm_objective pairwise (TRL RewardTrainer, Bradley-Terry) or rating (regression on grades / 3): a one-output
-    head whose score ranks funniness; its meta records the training scores' mean and std, so that the reward
-    component rank_reward = sigmoid((score - mean) / std) sits in (0, 1) like P(humor)."""
-    stage, data_dir = cfg.stage_name, Path(cfg.data_dir) if cfg.data_dir else None
-    train_grades = load_humicroedit_grades(data_dir, "train")
-    dev_grades = load_humicroedit_grades(data_dir, "dev")
-    dev_pairs = [ex.completions for ex in load_humicroedit(data_dir, split="dev")]       # task-2 dev: never trained on
-    pairs = [ex.completions for ex in load_humicroedit(data_dir)] + pairs_from_grades(train_grades, cfg.pair_min_grade_gap)
+    """rm_objective pairwise (TRL RewardTrainer, Bradley-Terry) or rating (regression on grades normalised to
+    [0, 1]): a one-output head whose score ranks funniness, trained on the graded sources (data/grades.py) of the
+    chosen languages; its meta records the training scores' mean and std, so that the reward component
+    rank_reward = sigmoid((score - mean) / std) sits in (0, 1) like P(humor)."""
+    stage = cfg.stage_name
+    sources, pairs, graded, held_out = ranking_data(cfg)
     if cfg.dry_run:
-        return dry_run(cfg, stage, rm_objective=cfg.rm_objective, train_pairs=len(pairs), graded_train=len(train_grades),
-                       held_out_pairs=len(dev_pairs), held_out_graded=len(dev_grades))
+        return dry_run(cfg, stage, rm_objective=cfg.rm_objective, train_pairs=len(pairs), graded_train=len(graded),
+                       sources={s.name: {"lang": s.lang, "train": len(s.train), "held_out": len(s.held_out),
+                                         "held_out_pairs": len(held_out[s.name]["pairs"])} for s in sources})
     set_seed(cfg.seed)
     out, resume = prepare_stage_dir(cfg, stage)
     started = start_clock(resume)
@@ -112,43 +136,50 @@ def train_ranking(cfg: RMArgs) -> dict:
         size = len(pairs)
     else:
         model.config.problem_type = "regression"
-        enc = tokenizer([g.text for g in train_grades], truncation=True, max_length=cfg.max_length)
-        data = Dataset.from_dict({**enc, "labels": [g.grade / 3.0 for g in train_grades]})
+        enc = tokenizer([text for text, _ in graded], truncation=True, max_length=cfg.max_length)
+        data = Dataset.from_dict({**enc, "labels": [grade for _, grade in graded]})
         trainer = Trainer(model=model, args=trainer_config(TrainingArguments, cfg, out), train_dataset=data,
                           processing_class=tokenizer, data_collator=DataCollatorWithPadding(tokenizer), callbacks=callbacks)
-        size = len(train_grades)
+        size = len(graded)
     sentinel = UpdateSentinel(model, score_probe(tokenizer, sample_texts()[:4]))
     trainer.train(resume_from_checkpoint=resume)
     moved = sentinel.check(model, stage, trainer.state.global_step)
 
     score = lambda texts: raw_scores(model, tokenizer, texts, cfg.max_length, cfg.eval_batch_size)
-    train_mean = float(np.mean([g.grade for g in train_grades]))
-    metrics = ranking_metrics(score, dev_pairs, dev_grades, train_mean, cfg.rm_objective == "rating")
-    reference = score([g.text for g in train_grades][:2000])
+    metrics = {name: ranking_metrics(score, h["pairs"], h["grades"], h["train_mean"], cfg.rm_objective == "rating",
+                                     h["scale"]) for name, h in held_out.items()}
+    reference = score([text for text, _ in random.Random(cfg.seed).sample(graded, min(2000, len(graded)))])
     center, scale = float(np.mean(reference)), float(np.std(reference)) or 1.0
-    log_scalars(out, {f"eval/{k}": v for k, v in metrics.items()}, trainer.state.global_step)
-    print("[" + stage + "] held-out: " + ", ".join(f"{k} {v:.3f}" for k, v in metrics.items()))
+    log_scalars(out, {f"eval/{name}/{k}": v for name, m in metrics.items() for k, v in m.items()},
+                trainer.state.global_step)
+    headline = "; ".join(f"{name}: " + ", ".join(f"{k} {v:.3f}" for k, v in m.items()) for name, m in metrics.items())
+    print(f"[{stage}] held-out: {headline}")
 
     def save(directory):
         trainer.save_model(str(directory))
         (directory / RM_META).write_text(json.dumps(
             {"backbone": cfg.rm_backbone, "objective": cfg.rm_objective, "center": center, "scale": scale,
-             "with_prompt": False, "max_length": cfg.max_length}, indent=2))
+             "with_prompt": False, "max_length": cfg.max_length, "graded_sources": [s.name for s in sources],
+             "langs": sorted({s.lang for s in sources})}, indent=2))
 
     save_atomically(out / "final", save)
-    sets = ("Humicroedit task-2 dev (pairs)", "Humicroedit task-1 dev (grades)") if data_dir else ("sample", "sample")
-    report = ["| metric | held-out | from |", "|---|---|---|",
-              f"| pairwise accuracy | {metrics['pairwise_accuracy']:.4f} | {sets[0]}, {len(dev_pairs)} pairs |",
-              f"| Spearman | {metrics['spearman']:.4f} | {sets[1]}, {len(dev_grades)} edits |",
-              *([f"| RMSE | {metrics['rmse']:.4f} | {sets[1]} |"] if "rmse" in metrics else []),
-              f"| mean baseline RMSE | {metrics['mean_baseline_rmse']:.4f} | {sets[1]} |", "",
-              f"trained on {size} {'pairs' if cfg.rm_objective == 'pairwise' else 'graded edits'}, "
-              f"steps {trainer.state.global_step}; reward = sigmoid((score - {center:.3f}) / {scale:.3f})", "",
-              f"weights moved: {moved}"]
+    where = "" if cfg.data_dir else " (the shipped sample: a slice of the training rows, for tests only)"
+    report = [f"held out{where}: pairs from each source's held-out file (human pairs where it has them), grades "
+              "from the same rows; RMSE on the source's own scale", "",
+              "| source | lang | pairs | pairwise accuracy | graded rows | Spearman | RMSE | mean baseline RMSE |",
+              "|---|---|---|---|---|---|---|---|"]
+    for name, m in metrics.items():
+        h = held_out[name]
+        report.append(f"| {name} | {h['lang']} | {len(h['pairs'])} ({h['pairs_from']}) | {m['pairwise_accuracy']:.4f} | "
+                      f"{len(h['grades'])} | {m['spearman']:.4f} | {m.get('rmse', float('nan')):.4f} | "
+                      f"{m['mean_baseline_rmse']:.4f} |")
+    report += ["", f"trained on {size} {'pairs' if cfg.rm_objective == 'pairwise' else 'graded texts'} from "
+               f"{[s.name for s in sources]}, steps {trainer.state.global_step}; "
+               f"reward = sigmoid((score - {center:.3f}) / {scale:.3f})", "", f"weights moved: {moved}"]
     return finish_stage(out, stage, {
         "objective": cfg.rm_objective, "held_out": metrics, "train_size": size, "steps": trainer.state.global_step,
-        "center": center, "scale": scale, "update_check": moved, "model_dir": str(out / "final")}, report, started,
-        headline=", ".join(f"{k} {v:.3f}" for k, v in metrics.items()))
+        "graded_sources": [s.name for s in sources], "center": center, "scale": scale, "update_check": moved,
+        "model_dir": str(out / "final")}, report, started, headline=headline)
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -199,6 +230,9 @@ def main(argv: list[str] | None = None) -> dict:
     logits = torch.tensor(trainer.predict(test_ds).predictions)             # (N, 2)
     p_humor = torch.softmax(logits.float(), dim=-1)[:, 1].tolist()
     metrics = classification_metrics([r.label for r in test_rows], p_humor)
+    by_lang = {lang: classification_metrics([r.label for r in test_rows if r.lang == lang],
+                                            [p for p, r in zip(p_humor, test_rows) if r.lang == lang])
+               for lang in sorted({r.lang for r in test_rows})}
     majority = max(np.mean([r.label for r in test_rows]), 1 - np.mean([r.label for r in test_rows]))
     log_scalars(out, {f"eval/{k}": v for k, v in metrics.items()}, trainer.state.global_step)
     print("[rm] held-out: " + ", ".join(f"{k} {v:.3f}" for k, v in metrics.items()) +
@@ -214,10 +248,13 @@ def main(argv: list[str] | None = None) -> dict:
     save_atomically(out / "final", save)
     report = ["| metric | held-out |", "|---|---|", *[f"| {k} | {v:.4f} |" for k, v in metrics.items()],
               f"| majority-class accuracy | {majority:.4f} |", "",
+              *([f"| lang | held-out texts | " + " | ".join(metrics) + " |", "|---|---|" + "---|" * len(metrics),
+                 *[f"| {lang} | {sum(r.lang == lang for r in test_rows)} | " + " | ".join(f"{v:.4f}" for v in m.values())
+                   + " |" for lang, m in by_lang.items()], ""] if len(by_lang) > 1 else []),
               f"train texts {len(train_rows)}, held-out {len(test_rows)}, steps {trainer.state.global_step}, "
               f"mean train loss {train_loss:.4f}", "", f"weights moved: {moved}"]
     return finish_stage(out, "rm", {
-        "held_out": metrics, "majority_accuracy": float(majority), "train_size": len(train_rows),
+        "held_out": metrics, "held_out_by_lang": by_lang, "majority_accuracy": float(majority), "train_size": len(train_rows),
         "test_size": len(test_rows), "steps": trainer.state.global_step,
         "train_loss": train_loss, "update_check": moved, "model_dir": str(out / "final")},
         report, started, headline=", ".join(f"{k} {v:.3f}" for k, v in metrics.items()))

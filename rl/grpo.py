@@ -32,8 +32,8 @@ from common.update_check import UpdateSentinel, causal_lm_probe
 from data.loaders import TaskPrompt, prompt_plan, rl_prompt_split, sample_texts
 from data.prompts import format_for_model
 from reward.composite import build_scorer, component_logs, component_names, task_columns, trl_reward_functions
-from rl.monitor import Alarms, GoldWatch, MonitoredGRPOTrainer, SampleText
-from rl.rollouts import finish_rl_stage, generate_rows
+from rl.monitor import Alarms, MonitoredGRPOTrainer, SampleText
+from rl.rollouts import finish_rl_stage, gold_watch
 
 
 def prompt_dataset(tasks: list[TaskPrompt], tokenizer, max_prompt_tokens: int) -> Dataset:
@@ -92,14 +92,13 @@ def build_trainer(cfg: GRPOArgs, out: Path, resume: str | None = None, started: 
     trainer = MonitoredGRPOTrainer(
         model=model, reward_funcs=reward_funcs, args=grpo_config(cfg, out, reward_weights), processing_class=tokenizer,
         train_dataset=prompt_dataset(train_tasks, tokenizer, cfg.max_prompt_tokens), peft_config=lora_config(cfg), stop_ids=stop_ids,
-        text_checks=cfg, callbacks=[ComponentMeans(record), alarms, tensorboard,
+        text_checks=cfg, fold_lora=not cfg.use_unsloth, callbacks=[ComponentMeans(record), alarms, tensorboard,
                                     StageState(started if started is not None else start_clock(resume), alarms.fired)])
     trainer.add_callback(SampleText(trainer, tensorboard.tb_writer, cfg.log_samples_steps))
-    if cfg.gold_reward and cfg.gold_eval_steps:
-        # the gold scorer is built beside the training components and never weighted: the policy cannot train on it
-        watched = {**fns, "gold": build_scorer(cfg, [cfg.gold_reward])[cfg.gold_reward]}
-        sample = lambda model: generate_rows(model, tokenizer, held_out, cfg, watched, progress=False)
-        trainer.add_callback(GoldWatch(trainer, sample, "gold", cfg.gold_eval_steps, tensorboard.tb_writer, out, alarms))
+    watch = gold_watch(cfg, lambda: trainer.model, tokenizer, held_out, fns, tensorboard.tb_writer, out, alarms)
+    if watch is not None:
+        trainer.add_callback(watch)
+    trainer.gold_watch = watch
     return trainer, tokenizer, fns, held_out, sft_dir, alarms
 
 
@@ -131,7 +130,8 @@ def main(argv: list[str] | None = None) -> dict:
         "reward_first": first.get("reward"), "reward_last": last.get("reward"), "kl_last": last.get("kl"),
         "stop_token_ids": stop_token_ids(trainer.model, tokenizer),
         "reward_functions": [f.__name__ for f in trainer.reward_funcs],
-        "world_size": trainer.accelerator.num_processes}, head, alarms.fired, moved, started)
+        "world_size": trainer.accelerator.num_processes,
+        **({"gold_watch": trainer.gold_watch.history} if trainer.gold_watch else {})}, head, alarms.fired, moved, started)
 
 
 entry = cli(main)       # the console entry point: user errors in one line (--debug: traceback)

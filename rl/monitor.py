@@ -18,7 +18,7 @@ import torch
 from transformers import TrainerCallback
 from trl import GRPOTrainer
 
-from common.generation import fast_nucleus, finished_with_stop
+from common.generation import fast_nucleus, finished_with_stop, folded_lora
 from common.io import save_atomically
 from data.text import distinct_n, text_units
 from reward.components import text_flags
@@ -46,16 +46,20 @@ def generation_stats(texts: list[str], langs: list[str], finished: list[bool], c
 class MonitoredGRPOTrainer(GRPOTrainer):
     """GRPOTrainer + generation_stats logged as gen/<stat> each step, and the last batch kept for SampleText."""
 
-    def __init__(self, *args, stop_ids: list[int], text_checks, **kwargs):
+    def __init__(self, *args, stop_ids: list[int], text_checks, fold_lora: bool = True, **kwargs):
         super().__init__(*args, **kwargs)
         self.stop_ids, self.text_checks = stop_ids, text_checks     # text_checks: the TextCheckArgs thresholds
+        # the LoRA folded into the weights while sampling: not with sharded weights (ZeRO-3 / FSDP) or vLLM
+        self.fold_lora = fold_lora and not (self.is_deepspeed_enabled or self.is_fsdp_enabled or self.args.use_vllm)
         self.last_batch: list[dict] = []
 
     def _generate(self, *args, **kwargs):
         # TRL samples outside the training autocast; bf16 sampling is ~1.5x faster on a CPU with AVX512-BF16.
-        # The nucleus runs as FastTopP (no sort of the whole vocabulary per token) unless vLLM samples.
+        # The nucleus runs as FastTopP (no sort of the whole vocabulary per token) unless vLLM samples, and the
+        # LoRA is folded into the weights while sampling (unfolded before the loss).
         nucleus = contextlib.nullcontext() if self.args.use_vllm else fast_nucleus(self.model, self.generation_config)
-        with torch.autocast(self.accelerator.device.type, dtype=torch.bfloat16, enabled=self.args.bf16), nucleus:
+        with torch.autocast(self.accelerator.device.type, dtype=torch.bfloat16, enabled=self.args.bf16), nucleus, \
+                folded_lora(self.model, self.fold_lora):
             return super()._generate(*args, **kwargs)
 
     def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):
@@ -184,33 +188,38 @@ def over_optimised(history: list[dict]) -> bool:
 class GoldWatch(TrainerCallback):
     """Every `every` steps: sample the held-out prompts, score them with the training composite (proxy) and with an
     independent gold scorer, log gold/proxy and gold/gold, alarm on over-optimisation, and keep the adapter of the
-    best gold evaluation in <stage>/best_gold/. sample(model) -> rows with the component `gold` and `total`."""
+    best gold evaluation in <stage>/best_gold/. model_of() -> the policy being trained; sample(model) -> rows with
+    the component `gold` and `total`. A TrainerCallback for GRPO; PPO's own loop calls evaluate(step)."""
 
-    def __init__(self, trainer, sample, gold: str, every: int, writer, out_dir, alarms):
-        self.trainer, self.sample, self.gold, self.every = trainer, sample, gold, every
+    def __init__(self, model_of, sample, gold: str, every: int, writer, out_dir, alarms, history: list | None = None):
+        self.model_of, self.sample, self.gold, self.every = model_of, sample, gold, every
         self.writer, self.out_dir, self.alarms = writer, out_dir, alarms
-        self.history: list[dict] = []
+        self.history: list[dict] = list(history or [])
 
     def on_step_end(self, args, state, control, **kwargs):
-        if self.every <= 0 or state.global_step % self.every:
+        self.evaluate(state.global_step)
+
+    def evaluate(self, step: int) -> None:
+        if self.every <= 0 or step % self.every:
             return
-        rows = self.sample(self.trainer.model)
-        point = {"step": state.global_step, "proxy": sum(r["total"] for r in rows) / len(rows),
+        model = self.model_of()
+        rows = self.sample(model)
+        point = {"step": step, "proxy": sum(r["total"] for r in rows) / len(rows),
                  "gold": sum(r[self.gold] for r in rows) / len(rows)}
         best = max((h["gold"] for h in self.history), default=float("-inf"))
         self.history.append(point)
         if self.writer is not None:
-            self.writer.add_scalar("gold/proxy", point["proxy"], state.global_step)
-            self.writer.add_scalar("gold/gold", point["gold"], state.global_step)
+            self.writer.add_scalar("gold/proxy", point["proxy"], step)
+            self.writer.add_scalar("gold/gold", point["gold"], step)
             self.writer.flush()
         if point["gold"] > best:
-            save_atomically(self.out_dir / "best_gold", lambda d: self.trainer.model.save_pretrained(str(d)))
+            save_atomically(self.out_dir / "best_gold", lambda d: model.save_pretrained(str(d)))
         if over_optimised(self.history):
             message = (f"the proxy rose to {point['proxy']:.3f} while {self.gold} fell to {point['gold']:.3f} for two "
                        f"evaluations in a row: the policy is over-optimising its reward. best_gold/ holds the adapter "
                        f"of the best {self.gold}; raise kl_beta or stop earlier")
-            self.alarms.fired.append({"alarm": "over_optimisation", "step": state.global_step, "message": message})
-            print(f"[alarm] step {state.global_step}: over_optimisation: {message}", flush=True)
+            self.alarms.fired.append({"alarm": "over_optimisation", "step": step, "message": message})
+            print(f"[alarm] step {step}: over_optimisation: {message}", flush=True)
 
 
 class SampleText(TrainerCallback):

@@ -51,7 +51,7 @@ from data.prompts import format_for_model
 from reward.composite import build_scorer, component_logs, component_names, score, task_columns
 from rl.losses import entropy_bonus, masked_mean, policy_loss, value_loss
 from rl.monitor import Alarms, generation_stats, samples_markdown
-from rl.rollouts import finish_rl_stage
+from rl.rollouts import finish_rl_stage, gold_watch
 
 # ---------------------------------------------------------------- the math (pure functions, unit-tested)
 
@@ -314,6 +314,7 @@ def main(argv: list[str] | None = None) -> dict:
     started -= carried.get("elapsed_s", 0.0)
     writer = SummaryWriter(log_dir=str(out / "tb"))
     history: list[dict] = list(carried.get("history", []))
+    watch = gold_watch(cfg, lambda: model, tokenizer, held_out, fns, writer, out, alarms, carried.get("gold_watch"))
     iteration = start
     for iteration in tqdm(range(start + 1, cfg.max_steps + 1), desc="ppo", initial=start, total=cfg.max_steps):
         tasks = stream.prompts((iteration - 1) * cfg.batch_size, cfg.batch_size)
@@ -332,10 +333,12 @@ def main(argv: list[str] | None = None) -> dict:
         tqdm.write(f"[ppo] {iteration}: reward {logs['reward']:.3f} kl {logs['kl']:.4f} value loss "
                    f"{logs['ppo/value_loss']:.4f} clipfrac {logs['ppo/clipfrac']:.2f} expl. var "
                    f"{logs['ppo/explained_variance']:.2f}")
+        if watch is not None:
+            watch.evaluate(iteration)
         if iteration % cfg.save_steps == 0 or (fired and cfg.alarm_stop):
             save_checkpoint(out / f"checkpoint-{iteration}", model, value_head, optimizer, iteration, kl,
                             {"history": history, "alarms": alarms.fired, "first_rm": alarms.first_rm,
-                             "elapsed_s": time.time() - started})
+                             "elapsed_s": time.time() - started, "gold_watch": watch.history if watch else []})
         if fired and cfg.alarm_stop:
             break
     writer.close()
@@ -355,7 +358,7 @@ def main(argv: list[str] | None = None) -> dict:
             f"{last.get('ppo/explained_variance', nan):.3f}"]
     return finish_rl_stage("ppo", cfg, out, model, tokenizer, held_out, fns, iteration, {
         "reward_first": first.get("reward"), "reward_last": last.get("reward"), "kl_last": last.get("kl"),
-        "kl_beta_last": kl.beta, "history": history}, head, alarms.fired, moved, started)
+        "kl_beta_last": kl.beta, "history": history, **({"gold_watch": watch.history} if watch else {})}, head, alarms.fired, moved, started)
 
 
 entry = cli(main)       # the console entry point: user errors in one line (--debug: traceback)

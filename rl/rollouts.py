@@ -14,7 +14,8 @@ from common.tb import log_scalars
 from common.training import use_bf16
 from data.loaders import TaskPrompt
 from data.prompts import format_for_model
-from reward.composite import score, task_columns
+from reward.composite import build_gold, score, task_columns
+from rl.monitor import GoldWatch
 
 
 def generate_rows(model, tokenizer, tasks: list[TaskPrompt], cfg, fns: dict, samples_per_prompt: int = 1,
@@ -38,6 +39,17 @@ def generate_rows(model, tokenizer, tasks: list[TaskPrompt], cfg, fns: dict, sam
                      "sample": i % samples_per_prompt, "text": sample.text, "finished": sample.finished,
                      "num_tokens": sample.num_tokens, **{k: v[i] for k, v in scores.items()}})
     return rows
+
+
+def gold_watch(cfg, model_of, tokenizer, held_out: list[TaskPrompt], fns: dict, writer, out: Path, alarms,
+               history: list | None = None) -> GoldWatch | None:
+    """The over-optimisation watch of an RL stage (None unless gold_reward_model and gold_eval_steps are set): the
+    held-out prompts sampled and scored by the training components plus the gold scorer, which is never weighted."""
+    if not (cfg.gold_reward_model and cfg.gold_eval_steps):
+        return None
+    watched = {**fns, "gold": build_gold(cfg)}
+    sample = lambda model: generate_rows(model, tokenizer, held_out, cfg, watched, progress=False)
+    return GoldWatch(model_of, sample, "gold", cfg.gold_eval_steps, writer, out, alarms, history)
 
 
 def finish_rl_stage(stage: str, cfg, out: Path, model, tokenizer, held_out: list[TaskPrompt], fns: dict, step: int,

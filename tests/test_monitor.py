@@ -109,14 +109,14 @@ def test_gold_watch_logs_proxy_and_gold_keeps_the_best_adapter_and_alarms_on_a_s
     trainer = SimpleNamespace(model=Model())
     scripted = iter([(0.50, 0.60), (0.55, 0.58), (0.61, 0.52)])
     sample = lambda model: [dict(zip(("total", "gold"), next(scripted)))]
-    watch = GoldWatch(trainer, sample, "gold", 1, None, tmp_path, Alarms)
+    watch = GoldWatch(lambda: trainer.model, sample, "gold", 1, None, tmp_path, Alarms)
     for step in (1, 2, 3):
         watch.on_step_end(None, SimpleNamespace(global_step=step), None)
     assert [a["alarm"] for a in Alarms.fired] == ["over_optimisation"] and len(Model.saved) == 1   # best = step 1
 
     # a real GRPO run with the watch on: gold/* in TensorBoard and best_gold/ beside final/
     run_dir, _ = run
-    s = grpo(["--config", TINY, "--runs_dir", str(tmp_path), "--max_steps", "2", "--gold_reward", "length_reward",
+    s = grpo(["--config", TINY, "--runs_dir", str(tmp_path), "--max_steps", "2", "--gold_reward_model", "length_reward",
               "--gold_eval_steps", "1", "--reward_weights", "{headline: {rm_reward: 1.0}, words: {coverage_reward: 1.0}}",
               "--sft_adapter", str(run_dir / "sft" / "final"), "--reward_model", str(run_dir / "rm" / "final")])
     stage = tmp_path / "tiny" / "grpo"
@@ -124,3 +124,33 @@ def test_gold_watch_logs_proxy_and_gold_keeps_the_best_adapter_and_alarms_on_a_s
     acc.Reload()
     assert {"gold/proxy", "gold/gold"} <= set(acc.Tags()["scalars"]) and len(acc.Scalars("gold/gold")) == 2
     assert (stage / "best_gold" / "adapter_config.json").is_file() and s["update_check"]["weights_moved"]
+    assert [p["step"] for p in s["gold_watch"]] == [1, 2]
+
+
+def test_ppo_watches_a_gold_reward_model_given_as_a_directory(run, tmp_path):
+    """PPO's own loop runs the same watch; the gold is a trained RM directory (here the classifier, read through
+    load_scorer), scored on held-out samples; a weighted component or a missing path is refused as gold."""
+    from common.stage_configs import GRPOArgs
+    from reward.composite import build_gold
+    from reward.model import HumorRewardModel
+    from rl.ppo import main as ppo
+
+    run_dir, _ = run
+    rm_dir = run_dir / "rm" / "final"
+    s = ppo(["--config", TINY, "--runs_dir", str(tmp_path), "--max_steps", "2", "--batch_size", "4",
+             "--minibatch_size", "2", "--gold_reward_model", str(rm_dir), "--gold_eval_steps", "1",
+             "--reward_weights", "{headline: {length_reward: 1.0}, words: {coverage_reward: 1.0}}",
+             "--sft_adapter", str(run_dir / "sft" / "final"), "--reward_model", str(rm_dir)])
+    stage = tmp_path / "tiny" / "ppo"
+    acc = EventAccumulator(str(stage / "tb"))
+    acc.Reload()
+    assert len(acc.Scalars("gold/gold")) == 2 and (stage / "best_gold" / "adapter_config.json").is_file()
+    assert [p["step"] for p in s["gold_watch"]] == [1, 2] and all(0.0 <= p["gold"] <= 1.0 for p in s["gold_watch"])
+    gold = build_gold(GRPOArgs(gold_reward_model=str(rm_dir)))
+    texts = ["I told my cactus a secret.", "The council approved the budget."]
+    assert gold(texts) == pytest.approx(HumorRewardModel(rm_dir).score(texts), abs=1e-6)
+    with pytest.raises(ValueError, match="weighted in the training reward"):
+        build_gold(GRPOArgs(gold_reward_model="length_reward",
+                            reward_weights={"headline": {"length_reward": 1.0}, "words": {"coverage_reward": 1.0}}))
+    with pytest.raises(ValueError, match="neither a reward component"):
+        build_gold(GRPOArgs(gold_reward_model=str(tmp_path / "nowhere")))

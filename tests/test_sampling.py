@@ -56,3 +56,41 @@ def test_fast_nucleus_changes_how_someone_elses_generate_samples_and_puts_everyt
         fast = model.generate(**enc, generation_config=config)
     assert torch.equal(plain, fast)                                   # the same samples, drawn the fast way
     assert (config.temperature, config.top_p) == (0.9, 0.8) and "generate" not in vars(model)
+
+
+def test_folded_lora_samples_the_policy_itself_and_puts_the_weights_back():
+    """The LoRA folded into the weights while sampling (issue 18): the log-probs of the sampled tokens are the
+    unfolded policy's, the same tokens come out, and the base weights are back afterwards."""
+    from peft import LoraConfig, get_peft_model
+
+    from common.generation import folded_lora, generate_ids
+    from common.logprobs import token_logprobs
+    from common.models import load_base_policy
+
+    base, tok = load_base_policy("tiny:llama")
+    model = get_peft_model(base, LoraConfig(r=4, lora_alpha=8, lora_dropout=0.1, target_modules="all-linear",
+                                            init_lora_weights=False))       # random B: the adapter changes outputs
+    model.eval()
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    prompts = ["Write a joke about a cactus:", "Funny text:"]
+    torch.manual_seed(3)
+    gen = generate_ids(model, tok, prompts, 10, 1.0, 0.9)                   # folded while it samples
+    torch.manual_seed(3)
+    unfolded = generate_ids(model, tok, prompts, 10, 1.0, 0.9, fold_lora=False)
+    for n, p in model.named_parameters():
+        assert torch.allclose(p, before[n], atol=1e-6), n                   # unfolded again
+    ids = torch.cat([gen["prompt_ids"], gen["completion_ids"]], dim=1)
+    mask = torch.cat([gen["prompt_mask"], gen["completion_mask"]], dim=1)
+    T = gen["completion_ids"].shape[1]
+    with torch.no_grad():
+        plain, _, _ = token_logprobs(model, ids, mask, last=T)
+        with folded_lora(model) as folded_layers:
+            folded, _, _ = token_logprobs(model, ids, mask, last=T)
+        with model.disable_adapter():
+            reference, _, _ = token_logprobs(model, ids, mask, last=T)
+    keep = gen["completion_mask"].bool()
+    assert folded_layers > 0
+    assert torch.allclose(folded[keep], plain[keep], atol=1e-4)
+    assert not torch.allclose(reference[keep], plain[keep], atol=1e-3)      # the adapter does matter here
+    assert not any(getattr(m, "merged", False) for m in model.modules())
+    assert torch.equal(unfolded["completion_ids"], gen["completion_ids"])
