@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 
 import torch
+from peft import get_peft_model
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -30,7 +31,7 @@ from transformers import TrainerCallback  # noqa: E402
 from trl import GRPOTrainer  # noqa: E402
 
 from common.config import parse_config  # noqa: E402
-from common.generation import sampling_processors  # noqa: E402
+from common.generation import sampling_processors, sampling_weights  # noqa: E402
 from common.models import load_policy  # noqa: E402
 from common.stage_configs import GRPOArgs  # noqa: E402
 from common.training import lora_config  # noqa: E402
@@ -70,9 +71,15 @@ def bench_generation(cfg, sft_dir: Path, skip: set[str], batches=(8, 32, 64)) ->
     figures: dict = {}
     print("| variant | " + " | ".join(f"batch {b}" for b in batches) + " | first call (s) |")
     print("|---|" + "---|" * len(batches) + "---|")
+    # (name, dtype, generate kwargs, compiled); "+ LoRA" = a fresh LoRA on top of the merged SFT policy, as GRPO and
+    # PPO sample it: applied beside every adapted layer, or folded into the weights (folded_lora)
     variants = [("fp32, dynamic cache (HF default)", torch.float32, {}, False),
                 ("fp32 weights, bf16 autocast", "autocast", {}, False),
-                ("fp32 weights, bf16 autocast, FastTopP (used)", "autocast", {"fast_top_p": True}, False),
+                ("fp32 weights, bf16 autocast, FastTopP", "autocast", {"fast_top_p": True}, False),
+                ("bf16 autocast, FastTopP, + LoRA beside the layers", "autocast", {"fast_top_p": True, "lora": "beside"}, False),
+                ("bf16 autocast, FastTopP, + LoRA folded", "autocast", {"fast_top_p": True, "lora": "folded"}, False),
+                ("bf16 autocast, FastTopP, + LoRA folded, bf16 weight copies (used)", "autocast",
+                 {"fast_top_p": True, "lora": "folded", "cast": True}, False),
                 ("fp32, static cache", torch.float32, {"cache_implementation": "static"}, False),
                 ("bf16, dynamic cache", torch.bfloat16, {}, False),
                 ("bf16, static cache", torch.bfloat16, {"cache_implementation": "static"}, False),
@@ -82,12 +89,17 @@ def bench_generation(cfg, sft_dir: Path, skip: set[str], batches=(8, 32, 64)) ->
             continue
         model, tokenizer = load_policy(cfg.policy_model, [sft_dir])
         model = model.to(torch.float32 if dtype == "autocast" else dtype).eval()
+        kwargs = dict(kwargs)
+        lora, cast = kwargs.pop("lora", None), kwargs.pop("cast", False)
+        if lora:
+            model = get_peft_model(model, lora_config(cfg)).eval()
         if compiled:
             model.forward = torch.compile(model.forward, mode="reduce-overhead", fullgraph=False)
         prompts = [format_for_model(tokenizer, prompt_text(t)) for t in tasks]
         rates, first = [], 0.0
         for b in batches:
-            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=dtype == "autocast"):
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=dtype == "autocast"), \
+                    sampling_weights(model, fold_lora=lora == "folded", bf16=cast):
                 rate, warm = generation_rate(model, tokenizer, prompts, b, cfg.max_new_tokens, **dict(kwargs))
             rates.append(rate)
             first = max(first, warm)
@@ -131,17 +143,22 @@ def bench_grpo_step(cfg, steps: int, out_root: Path) -> dict:
         del trainer
     cfg.bf16 = False    # plain TRL as it runs on a CPU by default
 
-    # plain TRL: same model, LoRA, prompts and GRPOConfig; a trivial reward, no callbacks of ours
-    model, tokenizer = load_policy(cfg.policy_model, [cfg.previous_stage_dir("sft") / "final"])
-
+    # plain TRL: same model, LoRA, prompts and GRPOConfig; a trivial reward, no callbacks of ours; with TRL's default
+    # gradient checkpointing, and without it (what the CPU default sets), so the gain of each change shows
     def length_reward(completions, **kwargs):
         return [min(len(c), 200) / 200 for c in completions]
 
-    plain = GRPOTrainer(model=model, reward_funcs=[length_reward], args=grpo_config(cfg, out_root / "plain"),
-                        processing_class=tokenizer, train_dataset=dataset,
-                        peft_config=lora_config(cfg))
-    results["plain TRL (trivial reward)"] = _time_steps(plain, methods)
+    for checkpointing in (True, False):
+        model, tokenizer = load_policy(cfg.policy_model, [cfg.previous_stage_dir("sft") / "final"])
+        args = grpo_config(cfg, out_root / f"plain-{checkpointing}")
+        args.gradient_checkpointing = checkpointing
+        plain = GRPOTrainer(model=model, reward_funcs=[length_reward], args=args, processing_class=tokenizer,
+                            train_dataset=dataset, peft_config=lora_config(cfg))
+        label = "plain TRL (trivial reward)" + ("" if checkpointing else ", no gradient checkpointing")
+        results[label] = _time_steps(plain, methods)
+        del plain, model
 
+    print(f"ours: gradient checkpointing {'on' if (cfg.trainer_args or {}).get('gradient_checkpointing', True) else 'off'}\n")
     print("| trainer | step (s) | generation (s) | reward (s) | rest: log-probs, loss, backward, optimizer (s) |")
     print("|---|---|---|---|---|")
     for name, t in results.items():

@@ -143,6 +143,38 @@ def folded_lora(model, enabled: bool = True):
                 layer.unmerge()
 
 
+@contextmanager
+def bf16_linear_weights(model, enabled: bool = True):
+    """While sampling under bf16 autocast: every fp32 Linear weight swapped for a bf16 copy, and the fp32 tensors put
+    back afterwards (exactly: the same tensors, never rounded). Autocast would cast these same weights to bf16 at
+    every call, i.e. once per layer per generated token (aten::copy_, a quarter of a sampled token's time in
+    bench/profile_sampling.py); the matmuls are the same. Weights tied to an embedding (a tied LM head) are left
+    fp32, so the residual stream stays what autocast makes it."""
+    if not enabled:
+        yield 0
+        return
+    embedded = {m.weight.data_ptr() for m in model.modules() if isinstance(m, torch.nn.Embedding)}
+    params = [m.weight for m in model.modules() if isinstance(m, torch.nn.Linear) and m.weight.dtype == torch.float32
+              and m.weight.data_ptr() not in embedded]
+    saved = [p.data for p in params]
+    with torch.no_grad():
+        for p in params:
+            p.data = p.data.to(torch.bfloat16)
+    try:
+        yield len(params)
+    finally:
+        for p, data in zip(params, saved):
+            p.data = data
+
+
+@contextmanager
+def sampling_weights(model, fold_lora: bool = True, bf16: bool = False):
+    """The weights a policy samples with: the LoRA folded in (folded_lora), then, under bf16 autocast, the Linear
+    weights as bf16 copies (bf16_linear_weights); both undone afterwards."""
+    with folded_lora(model, fold_lora), bf16_linear_weights(model, bf16):
+        yield
+
+
 @dataclass
 class Sample:
     prompt: str
@@ -167,7 +199,8 @@ def generate_ids(model, tokenizer, prompts: list[str], max_new_tokens: int, temp
     prompts = [fit_prompt(tokenizer, p, max_prompt_tokens) for p in prompts]
     enc = tokenizer(prompts, return_tensors="pt", padding=True,
                     add_special_tokens=adds_special_tokens(tokenizer, prompts)).to(model.device)
-    with torch.autocast(model.device.type, dtype=torch.bfloat16, enabled=bf16), folded_lora(model, fold_lora):
+    with torch.autocast(model.device.type, dtype=torch.bfloat16, enabled=bf16), \
+            sampling_weights(model, fold_lora, bf16):
         sampling = {"temperature": None, "top_p": None} if greedy else sampling_processors(model, temperature, top_p)
         gen = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=not greedy, eos_token_id=stop_ids,
                              pad_token_id=tokenizer.pad_token_id, **sampling)

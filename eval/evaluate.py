@@ -133,8 +133,14 @@ def run_report(cfg, run_dir: Path, metrics: dict, outputs: dict, eval_dir: Path)
     for name in ("rm_pairwise", "rm_rating"):
         ranking = stages.get(name)
         if ranking:
-            lines += [f"## Ranking reward model `{name}` (held-out)", "", "| metric | value |", "|---|---|",
-                      *[f"| {k} | {v:.4f} |" for k, v in ranking["held_out"].items()], ""]
+            per_source = ranking["held_out"]
+            if per_source and not isinstance(next(iter(per_source.values())), dict):
+                per_source = {"humicroedit": per_source}        # a summary written before graded sources
+            metrics = list(dict.fromkeys(k for m in per_source.values() for k in m))
+            lines += [f"## Ranking reward model `{name}` (held-out, per source)", "",
+                      "| source | " + " | ".join(metrics) + " |", "|---|" + "---|" * len(metrics),
+                      *[f"| {source} | " + " | ".join(f"{m.get(k, float('nan')):.4f}" for k in metrics) + " |"
+                        for source, m in per_source.items()], ""]
     lines += reward_model_spread(outputs)
     plots = []
     for stage in RL_STAGES:

@@ -43,14 +43,14 @@ from common.stages import RL_STAGES, stage
 from common.training import set_seed
 from data.loaders import rl_prompt_split
 from eval.metrics import summarize
-from reward.composite import build_scorer
+from reward.composite import MODEL_COMPONENTS, build_scorer
 from rl.rollouts import generate_rows
 
 # the objectives of the Pareto front, all maximised (mean_rm: the mean of the config's rm_component)
 OBJECTIVES = ("mean_rm", "coverage", "dist2_corpus")
 COLUMNS = ("setting", "status", "mean_rm", "coverage", "structure_success", "dist2_corpus", "mean_total",
            "stop_rate", "script_drift_rate", "repetition_rate", "mean_length", "kl_last", "train_reward_last",
-           "pareto", "wall_time_s")
+           "gold_last", "pareto", "wall_time_s")
 
 
 def read_sweep(path: Path) -> dict:
@@ -135,8 +135,11 @@ def write_results(sweep_dir: Path, spec: dict, results: dict[str, dict]) -> list
     reference = [dict(setting=name, **r) for name, r in results.items() if r.get("status") == "reference"]
     rows = reference + done + [dict(setting=name, **r) for name, r in results.items()
                                if r.get("status") not in ("done", "reference")]
+    # every trained scorer the evaluation weights (even at 0) gets its column: binary vs ranking RM side by side
+    models = [f"mean_{c}" for c in MODEL_COMPONENTS if any(r.get(f"mean_{c}") is not None for r in rows)]
+    columns = [*COLUMNS[:3], *models, *COLUMNS[3:]]
     with (sweep_dir / "summary.csv.tmp").open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=COLUMNS, extrasaction="ignore")
+        writer = csv.DictWriter(f, fieldnames=columns, extrasaction="ignore")
         writer.writeheader()
         writer.writerows(rows)
     (sweep_dir / "summary.csv.tmp").replace(sweep_dir / "summary.csv")
@@ -145,7 +148,7 @@ def write_results(sweep_dir: Path, spec: dict, results: dict[str, dict]) -> list
         value = row.get(key)
         return "-" if value is None else f"{value:.3f}" if isinstance(value, float) else str(value)
 
-    shown = [c for c in COLUMNS if c not in ("status", "wall_time_s")]
+    shown = [c for c in columns if c not in ("status", "wall_time_s")]
     lines = [f"# sweep {spec['name']}", "", f"base config `{spec['config']}`, overrides {spec.get('overrides', {})}; "
              f"every setting starts from the same SFT adapter with the same seed and is evaluated on the same "
              f"held-out prompts, its samples scored with the base config's weights.", "",
@@ -218,6 +221,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
             metrics = evaluate_setting(eval_cfg, [sft_dir, stage_dir / "final"], fns, out)
             result = {"status": "done", **metrics, "kl_last": trained.get("kl_last"),
                       "train_reward_last": trained.get("reward_last"), "fields": fields,
+                      "gold_last": trained["gold_watch"][-1]["gold"] if trained.get("gold_watch") else None,
                       "wall_time_s": round(time.time() - started, 1)}
             atomic_write_text(result_file, json.dumps(result, indent=2))
         except Exception as e:           # a failed setting is recorded; the others still run

@@ -18,7 +18,7 @@ import torch
 from transformers import TrainerCallback
 from trl import GRPOTrainer
 
-from common.generation import fast_nucleus, finished_with_stop, folded_lora
+from common.generation import fast_nucleus, finished_with_stop, sampling_weights
 from common.io import save_atomically
 from data.text import distinct_n, text_units
 from reward.components import text_flags
@@ -56,10 +56,11 @@ class MonitoredGRPOTrainer(GRPOTrainer):
     def _generate(self, *args, **kwargs):
         # TRL samples outside the training autocast; bf16 sampling is ~1.5x faster on a CPU with AVX512-BF16.
         # The nucleus runs as FastTopP (no sort of the whole vocabulary per token) unless vLLM samples, and the
-        # LoRA is folded into the weights while sampling (unfolded before the loss).
+        # LoRA is folded into the weights while sampling, with bf16 copies of the Linear weights under bf16 autocast
+        # (both undone before the loss).
         nucleus = contextlib.nullcontext() if self.args.use_vllm else fast_nucleus(self.model, self.generation_config)
         with torch.autocast(self.accelerator.device.type, dtype=torch.bfloat16, enabled=self.args.bf16), nucleus, \
-                folded_lora(self.model, self.fold_lora):
+                sampling_weights(self.model, self.fold_lora, self.args.bf16 and self.fold_lora):
             return super()._generate(*args, **kwargs)
 
     def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):

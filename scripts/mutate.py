@@ -66,6 +66,15 @@ MUTATIONS = [
     ("dpop penalty on the wrong log-prob (the seed's formula)", "rl/losses.py",
      "chosen_drop = torch.clamp(ref_chosen - pi_chosen, min=0.0)", "chosen_drop = torch.clamp(pi_rejected - pi_chosen, min=0.0)",
      ["tests/test_dpo.py"]),
+    ("lora left folded after sampling", "common/generation.py",
+     "            for layer in layers:\n                layer.unmerge()", "            for layer in layers:\n                pass",
+     ["tests/test_sampling.py::test_folded_lora_samples_the_policy_itself_and_puts_the_weights_back"]),
+    ("graded pairs ignore the source's scale", "data/grades.py",
+     "gap = min_gap * (scale[1] - scale[0])", "gap = min_gap",
+     ["tests/test_ranking.py::test_pairs_from_ungrouped_grades_keep_the_order_and_the_margin"]),
+    ("rating rmse on the 0-1 scale", "reward/train_rm.py",
+     "(lo + (hi - lo) * p - g) ** 2", "(p - g) ** 2",
+     ["tests/test_ranking.py::test_rating_rmse_maps_the_score_back_onto_the_sources_scale"]),
 ]
 
 

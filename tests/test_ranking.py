@@ -50,6 +50,12 @@ def test_ranking_objectives_train_on_the_tiny_model_and_score_through_rank_rewar
     with pytest.raises(ValueError, match="not a humor classifier"):
         from reward.model import HumorRewardModel
         HumorRewardModel(model_dir)
+    # the run's report shows its held-out figures per source
+    from common.stage_configs import EvalArgs
+    from eval.evaluate import run_report
+    lines = run_report(EvalArgs(run_name="r", runs_dir=str(tmp_path)), tmp_path / "r", {}, {"sft": []}, tmp_path)
+    row = next(l for l in lines if l.startswith("| humicroedit |"))
+    assert f"{s['held_out']['humicroedit']['pairwise_accuracy']:.4f}" in row
 
 
 def test_rating_rmse_maps_the_score_back_onto_the_sources_scale():

@@ -94,3 +94,44 @@ def test_folded_lora_samples_the_policy_itself_and_puts_the_weights_back():
     assert not torch.allclose(reference[keep], plain[keep], atol=1e-3)      # the adapter does matter here
     assert not any(getattr(m, "merged", False) for m in model.modules())
     assert torch.equal(unfolded["completion_ids"], gen["completion_ids"])
+
+
+def test_bf16_sampling_weights_compute_what_autocast_computes_and_give_the_fp32_weights_back():
+    """Under bf16 autocast, bf16 copies of the Linear weights (cast once, not at every call) give the very logits
+    autocast gives with the fp32 weights, and the fp32 tensors come back untouched; a tied LM head stays fp32."""
+    from peft import LoraConfig, get_peft_model
+
+    from common.generation import bf16_linear_weights, folded_lora, generate_ids, sampling_processors, stop_token_ids
+    from common.models import load_base_policy
+
+    base, tok = load_base_policy("tiny:llama")
+    model = get_peft_model(base, LoraConfig(r=4, lora_alpha=8, target_modules="all-linear", init_lora_weights=False))
+    model.eval()
+    enc = tok(["Write a joke about a cactus:", "Funny text:"], return_tensors="pt", padding=True)
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16), folded_lora(model):
+        storage = {n: p.data_ptr() for n, p in model.named_parameters()}
+        values = {n: p.detach().clone() for n, p in model.named_parameters()}
+        expected = model(**enc).logits
+        with bf16_linear_weights(model) as cast:
+            got = model(**enc).logits
+            assert all(p.dtype == torch.bfloat16 for n, p in model.named_parameters() if "q_proj.base_layer" in n)
+        for n, p in model.named_parameters():                              # the very fp32 tensors, untouched
+            assert p.data_ptr() == storage[n] and p.dtype == torch.float32 and torch.equal(p, values[n]), n
+    assert cast > 0 and torch.equal(got, expected)
+    # whole samples: the same tokens as autocast alone (folded once outside both: a fold and unfold can move the fp32
+    # weights by an ulp, and a bf16 rounding with them)
+    with folded_lora(model):
+        torch.manual_seed(5)
+        ours = generate_ids(model, tok, ["Funny text:"], 8, 1.0, 0.9, bf16=True, fold_lora=False)
+        torch.manual_seed(5)
+        with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+            plain = model.generate(**tok(["Funny text:"], return_tensors="pt"), max_new_tokens=8, do_sample=True,
+                                   eos_token_id=stop_token_ids(model, tok), pad_token_id=tok.pad_token_id,
+                                   **sampling_processors(model, 1.0, 0.9))
+    assert torch.equal(ours["completion_ids"][0][ours["completion_mask"][0].bool()],
+                       plain[0, ours["prompt_ids"].shape[1]:][:int(ours["completion_mask"][0].sum())])
+
+    tied = torch.nn.Sequential(torch.nn.Embedding(10, 4), torch.nn.Linear(4, 10, bias=False))
+    tied[1].weight = tied[0].weight                                          # a tied LM head
+    with bf16_linear_weights(tied) as cast:
+        assert cast == 0 and tied[1].weight.dtype == torch.float32
