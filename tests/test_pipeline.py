@@ -59,6 +59,10 @@ def test_reward_model_metrics_and_wrapper_returns_p_humor(run):
     run_dir, s = run
     held = s["rm"]["held_out"]
     assert set(held) == {"accuracy", "precision", "recall", "f1", "roc_auc"} and s["rm"]["update_check"]["weights_moved"]
+    by_lang = s["rm"]["held_out_by_lang"]                 # the same figures per language of the held-out rows
+    assert 2 <= len(by_lang) and set(by_lang) <= {"en", "es", "zh"} and all(set(m) == set(held) for m in by_lang.values())
+    accuracies = [m["accuracy"] for m in by_lang.values()]
+    assert min(accuracies) - 1e-9 <= held["accuracy"] <= max(accuracies) + 1e-9   # overall = a mix of the languages
     rm = HumorRewardModel(run_dir / "rm" / "final", batch_size=2)
     texts = ["I told my cactus a secret.", "The council approved the budget.", "这就是生活！"]
     probs = rm.score(texts)
