@@ -92,10 +92,15 @@ def registry(cfg) -> dict:
     return {**COMPONENTS, **{name: (lambda fn: lambda cfg, rm: fn)(fn) for name, fn in user.items()}}
 
 
+def weighted_names(cfg, nonzero: bool = False) -> set[str]:
+    """The components cfg.reward_weights names for some prompt type (nonzero: with a weight other than 0)."""
+    return {name for per_type in cfg.reward_weights.values() for name, w in per_type.items() if w or not nonzero}
+
+
 def component_names(cfg) -> list[str]:
     """Every component some prompt type of cfg.reward_weights weights, in registry order; unknown names raise."""
     known = registry(cfg)
-    used = {name for per_type in cfg.reward_weights.values() for name in per_type}
+    used = weighted_names(cfg)
     unknown = sorted(used - set(known))
     if unknown:
         raise ValueError(f"unknown reward component(s) {unknown}; valid: {sorted(known)}")
@@ -131,8 +136,7 @@ def build_gold(cfg):
     name = cfg.gold_reward_model
     known = registry(cfg)
     if name in known:
-        used = {c for per_type in cfg.reward_weights.values() for c, w in per_type.items() if w}
-        if name in used:
+        if name in weighted_names(cfg, nonzero=True):
             raise ValueError(f"gold_reward_model {name!r} is weighted in the training reward: the gold must be a "
                              "scorer the policy does not train on")
         return build_scorer(cfg, [name])[name]

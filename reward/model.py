@@ -30,12 +30,17 @@ def humor_label(path: Path, meta: dict, id2label: dict) -> int:
     return int(index)
 
 
+def read_meta(path: Path, hint: str = "") -> dict:
+    """The humor_rm.json that train_rm.py writes beside a reward model's weights."""
+    meta_file = Path(path) / RM_META
+    if not meta_file.is_file():
+        raise FileNotFoundError(f"{path}: no trained reward model here ({RM_META} missing){'; ' + hint if hint else ''}")
+    return json.loads(meta_file.read_text())
+
+
 def load_reward_model(path: Path, objectives: tuple[str, ...], hint: str, device: str | None):
     """(meta, model, tokenizer, device) of a trained reward model folder whose objective is one of objectives."""
-    meta_file = path / RM_META
-    if not meta_file.is_file():
-        raise FileNotFoundError(f"{path}: no trained reward model here ({RM_META} missing); {hint}")
-    meta = json.loads(meta_file.read_text())
+    meta = read_meta(path, hint)
     objective = meta.get("objective", "classify")
     if objective not in objectives:
         kind = "a humor classifier" if objectives == ("classify",) else "a ranking reward model"
@@ -125,9 +130,6 @@ class EnsembleRewardModel:
 def load_scorer(path: str | Path, batch_size: int = 32, max_length: int = 256):
     """The reward model a trained directory holds, whichever its objective: a HumorRewardModel (P(humor)) for a
     classifier, a RankingRewardModel (its centred sigmoid) for a pairwise or rating model."""
-    meta_file = Path(path) / RM_META
-    if not meta_file.is_file():
-        raise FileNotFoundError(f"{path}: no trained reward model here ({RM_META} missing)")
-    objective = json.loads(meta_file.read_text()).get("objective", "classify")
+    objective = read_meta(path).get("objective", "classify")
     kind = HumorRewardModel if objective == "classify" else RankingRewardModel
     return kind(path, batch_size, max_length)
