@@ -6,6 +6,7 @@ uses and adds its own optimisation settings. YAML presets in `configs/` set thes
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import ClassVar
@@ -203,6 +204,14 @@ class RewardArgs(TextCheckArgs, RewardModelArgs):
                 raise ValueError(f"reward_weights: unknown prompt type '{prompt_type}' (headline, words)")
             if not isinstance(weights, dict) or not weights:
                 raise ValueError(f"reward_weights.{prompt_type}: must map component names to weights, got {weights!r}")
+            for name, w in weights.items():
+                if isinstance(w, bool) or not isinstance(w, (int, float)) or not math.isfinite(w):
+                    raise ValueError(f"reward_weights.{prompt_type}.{name}: must be a finite number, got {w!r}")
+                # a *_penalty is higher when worse, a *_reward higher when better: a weight of the other sign
+                # would pay the policy for the very fault the component measures
+                if (name.endswith("_penalty") and w > 0) or (name.endswith("_reward") and w < 0):
+                    raise ValueError(f"reward_weights.{prompt_type}.{name}: {w} has the wrong sign; a *_penalty "
+                                     f"takes a weight <= 0 and a *_reward a weight >= 0")
 
 
 @dataclass
@@ -505,6 +514,22 @@ class EvalArgs(PolicyToolArgs, StageArgs):
         "help": "Policy every other one battles for the win rate (judged by rm_component, same prompt ids). None: no win rate."})
     perplexity_model: str | None = field(default="base", metadata={
         "help": "Reference LM for perplexity: 'base' (the untrained policy model), any model spec, or None to skip."})
+    arena_judge: str | None = field(default=None, metadata={
+        "help": "The arena's judge (eval/arena.py): 'component:<name>' (a score the outputs carry), 'rm:<trained RM "
+                "dir>' or 'llm:<model>' (an instruct LM asked which of two jokes is funnier, both orders). Pick one "
+                "the RL stages did not train on. None: no arena."})
+    arena_tie_margin: float = field(default=0.05, metadata={
+        "help": "A battle is a tie when the judge's preference, averaged over both orders, is within this of 0.5."})
+    arena_bootstrap: int = field(default=200, metadata={
+        "help": "Bootstrap rounds over prompts for the arena ratings' 95 % intervals."})
+    arena_votes: list = field(default_factory=list, metadata={
+        "help": "People's side-by-side votes to check the arena's judge against: files of {prompt or theme, a, b, "
+                "winner: a | b | tie | none} rows (JSONL, a JSON array, CSV; a path or {path, columns, lang})."})
+    best_of: list[str] = field(default_factory=list, metadata={
+        "help": "Policies to also enter in the arena as best-of-N: per prompt, the one of their samples_per_prompt "
+                "samples that rank_by scores highest."})
+    rank_by: str = field(default="rm_reward", metadata={
+        "help": "The score (a reward component the outputs carry, or 'total') that picks a best-of-N sample."})
 
 
 @dataclass(frozen=True)
@@ -532,6 +557,7 @@ _NON_NEGATIVE = Range(0)
 _POSITIVE = Range(0, low_open=True)
 _SHARE = Range(0, 1)
 RANGES = {
+    "arena_tie_margin": Range(0, 0.5, high_open=True), "arena_bootstrap": _AT_LEAST_1,
     "seed": _NON_NEGATIVE, "max_rows_per_source": _AT_LEAST_1, "eval_prompts": _NON_NEGATIVE,
     "lora_r": _AT_LEAST_1, "lora_alpha": _POSITIVE, "lora_dropout": Range(0, 1, high_open=True),
     "max_new_tokens": _AT_LEAST_1, "temperature": _POSITIVE, "top_p": Range(0, 1, low_open=True),

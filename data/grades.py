@@ -192,7 +192,7 @@ def load_graded(sources: list[str], data_dir, langs, max_rows_per_source: int | 
 
 def pairs_from_grades(rows: list[GradedText], min_gap: float, scale: tuple[float, float] = (0.0, 1.0),
                       seed: int = 0, partners: int = 2) -> list[tuple[str, str]]:
-    """(funnier, less funny) pairs whose grades, normalised over `scale`, differ by at least min_gap: every such
+    """(funnier, less funny) pairs whose grades, normalised over `scale`, differ, and by at least min_gap: every such
     pair within a group, and for ungrouped rows (group '') each text against `partners` random others.
 
     >>> rows = [GradedText("a", 2.0, "h", "1"), GradedText("b", 0.4, "h", "2"), GradedText("c", 1.8, "h", "3")]
@@ -200,16 +200,17 @@ def pairs_from_grades(rows: list[GradedText], min_gap: float, scale: tuple[float
     [('a', 'b'), ('c', 'b')]
     """
     gap = min_gap * (scale[1] - scale[0])
+    differ = lambda a, b: a.grade - b.grade >= gap and a.grade > b.grade     # a pair of equal grades teaches nothing
     by_group: dict[str, list[GradedText]] = {}
     for r in rows:
         by_group.setdefault(r.group, []).append(r)
     out = [(a.text, b.text) for group, members in by_group.items() if group
-           for a in members for b in members if a.grade - b.grade >= gap]
+           for a in members for b in members if differ(a, b)]
     loose = by_group.get("", [])
     rng = random.Random(seed)
     for _ in range(partners if len(loose) > 1 else 0):
         order = rng.sample(loose, len(loose))
         for a, b in zip(loose, order):
-            if abs(a.grade - b.grade) >= gap:
+            if differ(a, b) or differ(b, a):
                 out.append((a.text, b.text) if a.grade > b.grade else (b.text, a.text))
     return out

@@ -1,11 +1,12 @@
 """Mutation check: break the code on purpose, one mutation at a time, and see whether the tests notice.
 
-    python scripts/mutate.py              # every mutation below, about two minutes each on 2 cores
+    python scripts/mutate.py              # every mutation below, 20-60 s each on 2 cores
     python scripts/mutate.py --only ppo   # the mutations whose name contains 'ppo'
 
 Each mutation replaces one snippet of one file in a copy of the repository and runs the tests meant to catch it;
-a mutation is killed when they fail. The list holds the wrong code issue 16 found passing the whole suite, plus a
-few more of the same kind. Not run by CI (it runs the suite many times over).
+a mutation is killed when they fail. The list holds wrong code that once passed the whole suite, plus a few more
+of the same kind. Not run by CI (it runs the tests once per mutation: about 20-40 minutes on 2 cores); run it
+after changing a tested area, and add the mutation a new test is written against.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 CONSTRUCTION = "tests/test_construction.py"
+PPO, PRESETS, RANKING = "tests/test_ppo.py", "tests/test_presets.py", "tests/test_ranking.py"
 
 # (name, file, snippet, replacement, tests that must fail)
 MUTATIONS = [
@@ -75,6 +77,56 @@ MUTATIONS = [
     ("rating rmse on the 0-1 scale", "reward/train_rm.py",
      "(lo + (hi - lo) * p - g) ** 2", "(p - g) ** 2",
      ["tests/test_ranking.py::test_rating_rmse_maps_the_score_back_onto_the_sources_scale"]),
+    # a second round: bugs that once passed every test (signs, masks, a missing finally, a constant, a field left out)
+    ("ppo kl penalty with policy and reference swapped", "rl/ppo.py",
+     'kl_penalized_rewards(scores, old["logprobs"], ref["logprobs"], mask, kl.beta)',
+     'kl_penalized_rewards(scores, ref["logprobs"], old["logprobs"], mask, kl.beta)',
+     [f"{PPO}::test_rollout_rewards_are_minus_beta_kl_per_token_plus_the_score_on_the_last_token"]),
+    ("ppo advantage whitening switched off", "rl/ppo.py",
+     "    if cfg.whiten_advantages:\n        advantages = masked_whiten(advantages, mask)",
+     "    if False:\n        advantages = masked_whiten(advantages, mask)",
+     [f"{PPO}::test_whitened_advantages_have_mean_0_and_std_1_over_real_tokens_only"]),
+    ("ppo advantages whitened over the padding too", "rl/ppo.py",
+     "advantages = masked_whiten(advantages, mask)", "advantages = masked_whiten(advantages, torch.ones_like(mask))",
+     [f"{PPO}::test_whitened_advantages_have_mean_0_and_std_1_over_real_tokens_only"]),
+    ("entropy bonus with its sign flipped", "rl/losses.py",
+     "return -coef * mean_entropy,", "return coef * mean_entropy,",
+     [f"{PPO}::test_entropy_bonus_by_hand_and_its_gradient_raises_entropy",
+      f"{PPO}::test_a_ppo_update_with_only_the_entropy_bonus_raises_the_policys_entropy"]),
+    ("entropy bonus subtracted in the ppo loss", "rl/ppo.py",
+     "loss = loss + ent_loss", "loss = loss - ent_loss",
+     [f"{PPO}::test_a_ppo_update_with_only_the_entropy_bonus_raises_the_policys_entropy"]),
+    ("lora left folded when sampling raises", "common/generation.py",
+     "    try:\n        yield len(layers)\n    finally:\n        with torch.no_grad():\n            for layer in layers:\n"
+     "                layer.unmerge()",
+     "    yield len(layers)\n    with torch.no_grad():\n        for layer in layers:\n            layer.unmerge()",
+     ["tests/test_sampling.py::test_sampling_that_raises_leaves_every_weight_and_setting_as_it_was"]),
+    ("bf16 weight copies left in place when sampling raises", "common/generation.py",
+     "    try:\n        yield len(params)\n    finally:\n        for p, data in zip(params, saved):\n            p.data = data",
+     "    yield len(params)\n    for p, data in zip(params, saved):\n        p.data = data",
+     ["tests/test_sampling.py::test_sampling_that_raises_leaves_every_weight_and_setting_as_it_was"]),
+    ("coverage without the same-first-letter guard", "data/text.py",
+     "token == required or (token[0] == required[0] and _lemma", "token == required or (_lemma",
+     [f"{CONSTRUCTION}::test_coverage_matches_whole_words_and_their_inflections"]),
+    ("gibberish penalty's sign flipped in the default preset", "common/stage_configs.py",
+     '"gibberish_penalty": -0.20', '"gibberish_penalty": 0.20',
+     [f"{PRESETS}::test_every_shipped_weighting_has_penalties_that_lower_the_total"]),
+    ("gibberish penalty's sign flipped in a sweep setting", "configs/sweeps/cpu_default_weights.yaml",
+     "words: {rm_reward: 0.35, coverage_reward: 0.50, length_reward: 0.10, repetition_penalty: -0.10, "
+     "script_drift_penalty: -0.3, no_eos_penalty: -0.1, gibberish_penalty: -0.2}",
+     "words: {rm_reward: 0.35, coverage_reward: 0.50, length_reward: 0.10, repetition_penalty: -0.10, "
+     "script_drift_penalty: -0.3, no_eos_penalty: -0.1, gibberish_penalty: 0.2}",
+     [f"{PRESETS}::test_every_shipped_weighting_has_penalties_that_lower_the_total"]),
+    ("graded pairs ignore pair_min_grade_gap", "reward/train_rm.py",
+     "pairs_from_grades(src.train, cfg.pair_min_grade_gap, src.scale, cfg.seed)",
+     "pairs_from_grades(src.train, 0.0, src.scale, cfg.seed)",
+     [f"{RANKING}::test_graded_pairs_respect_pair_min_grade_gap_and_their_count_follows_it"]),
+    ("grades divided by the top of their scale", "data/grades.py",
+     "return (grade - lo) / (hi - lo)", "return grade / hi",
+     [f"{RANKING}::test_normalised_grades_span_exactly_0_to_1_over_each_sources_documented_scale"]),
+    ("a changed learning rate passes a resume", "common/rundir.py",
+     '"output_dir", "runs_dir", "run_name"}', '"output_dir", "runs_dir", "run_name", "learning_rate"}',
+     ["tests/test_never_lose.py::test_resuming_with_any_training_setting_changed_is_refused"]),
 ]
 
 

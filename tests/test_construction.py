@@ -142,6 +142,14 @@ def test_f1_is_the_humor_class_when_the_classes_differ():
     ("冰箱说它要减肥", ["冰箱", "减肥"], "zh", 1.0),                           # Chinese: substring
     ("A CACTUS. Lawsuit!", ["cactus", "lawsuit"], "en", 1.0),
     ("A cactus.", ["cactus", "lawsuit"], "en", 0.5),
+    # a lemmatizer maps some words onto another word's lemma: a comparative is not its positive, a suppletive
+    # form of one verb is not another verb's
+    ("This is better than nothing.", ["good", "nothing"], "en", 0.5),
+    ("The best day of my life.", ["good", "life"], "en", 0.5),
+    ("The worst day of my life.", ["bad", "life"], "en", 0.5),
+    ("Fui al mercado ayer.", ["ser", "mercado"], "es", 0.5),
+    ("El gatito duerme en la cama.", ["gato", "dormir"], "es", 0.5),   # a diminutive is another word
+    ("La casa se casó.", ["casa", "casar"], "es", 1.0),
 ])
 def test_coverage_matches_whole_words_and_their_inflections(text, words, lang, expected):
     from reward.components import coverage_reward

@@ -147,3 +147,59 @@ def test_a_run_of_one_character_is_repetition():
 
     assert make_repetition_penalty(3)(["a" * 10000, "Soooooo good", "So good"], lang="en") == pytest.approx(
         [1.0, 6 / 11, 0.0])      # "Soooooogood": 6 of 11 characters in a run
+
+
+# settings that say only where a run writes and how it logs, saves or reacts to an alarm: a resumed run may change
+# them; every other field of a stage's config changes what is trained
+WHERE_AND_HOW_IT_LOGS = {"logging_steps", "save_steps", "log_samples_steps", "dry_run", "resume_changed", "alarm_stop",
+                         "output_dir", "runs_dir", "run_name"}
+
+
+def _another_value(value):
+    if isinstance(value, bool):
+        return not value
+    if isinstance(value, (int, float)):
+        return value * 2 + 1
+    if isinstance(value, str):
+        return value + "_other"
+    if isinstance(value, (list, tuple)):
+        return [*value, "other"]
+    if isinstance(value, dict):
+        return {**value, "other": 1}
+    return "other"                                  # None
+
+
+@pytest.mark.parametrize("stage", ["sft", "rm", "grpo", "ppo", "dpo", "pgcl"])
+def test_resuming_with_any_training_setting_changed_is_refused(stage, tmp_path):
+    """Every field of every training stage's config but WHERE_AND_HOW_IT_LOGS, changed on its own before a resume,
+    is refused with its old and new value (the learning rate, the seed, a reward weight, a TRL pass-through...)."""
+    import copy
+    import dataclasses
+
+    from common.rundir import STAGE_STATE, prepare_stage_dir, release_lock
+    from common.stages import stage as find_stage
+
+    cfg = find_stage(stage).config(output_dir=str(tmp_path / stage))
+    out, resume = prepare_stage_dir(cfg, stage)             # a fresh run: writes config.yaml
+    release_lock(out)
+    assert resume is None
+    checkpoint = out / "checkpoint-3"
+    checkpoint.mkdir()
+    for name in ("trainer_state.json", STAGE_STATE):        # a complete checkpoint: the next start resumes it
+        (checkpoint / name).write_text("{}")
+    names = [f.name for f in dataclasses.fields(cfg)]
+    assert "learning_rate" in names and "seed" in names
+    for name in names:
+        if name in WHERE_AND_HOW_IT_LOGS:
+            continue
+        changed = copy.copy(cfg)
+        setattr(changed, name, _another_value(getattr(cfg, name)))
+        with pytest.raises(ValueError, match=rf"settings that change the training \({name}: "):
+            prepare_stage_dir(changed, stage)
+        release_lock(out)
+    for name in WHERE_AND_HOW_IT_LOGS - {"output_dir", "runs_dir", "run_name"}:
+        if name in names:                                    # these may change: the run resumes
+            changed = copy.copy(cfg)
+            setattr(changed, name, _another_value(getattr(cfg, name)))
+            assert prepare_stage_dir(changed, stage)[1] == str(checkpoint), name
+            release_lock(out)

@@ -210,3 +210,122 @@ def test_ppo_with_a_frozen_optimizer_fails_loudly(run, tmp_path, monkeypatch):
     with pytest.raises(RuntimeError, match="ppo: no trainable parameter changed in 2 steps"):
         ppo(["--config", TINY, "--runs_dir", str(run_dir.parent), "--run_name", run_dir.name, "--max_steps", "2",
              "--output_dir", str(tmp_path / "frozen")])
+
+
+# ---------------------------------------------------------------- one rollout and one update, checked by hand
+
+
+def _policy_value_head_and_canned_rollout(monkeypatch, scores: list[float]):
+    """A tiny policy whose LoRA differs from its reference, a random value head, and a rollout of 3 canned
+    completions of 4, 2 and 3 real tokens (rows 1 and 2 padded after their EOS), scored `scores`."""
+    from peft import get_peft_model
+
+    import rl.ppo as ppo
+    from common.models import load_base_policy
+    from common.stage_configs import PPOArgs
+    from common.training import lora_config
+    from data.loaders import TaskPrompt
+
+    torch.manual_seed(0)
+    cfg = PPOArgs(lora_dropout=0.0)                         # no dropout noise between the rollout and the checks
+    model, tok = load_base_policy("tiny:llama")
+    policy = get_peft_model(model, lora_config(cfg))
+    with torch.no_grad():
+        for name, p in policy.named_parameters():
+            if "lora_" in name:
+                p.normal_(0, 0.5)                           # B != 0: the policy is not its reference
+    head = ValueHead(policy.config.hidden_size)
+    torch.nn.init.normal_(head.linear.weight, std=0.5)
+    eos = tok.eos_token_id
+    canned = torch.tensor([[11, 12, 13, 14], [15, eos, 16, 17], [18, 19, eos, 20]])     # real lengths 4, 2, 3
+    policy.generate = lambda **kw: torch.cat([kw["input_ids"], canned], dim=1)
+    tasks = [TaskPrompt(str(i), "en", "headline", headline=f"headline {i}") for i in range(3)]
+    monkeypatch.setattr(ppo, "score", lambda fns, texts, **kw: {"total": list(scores)})
+    return policy, tok, head, tasks, cfg
+
+
+def _rollout(policy, tok, head, tasks, cfg, beta: float):
+    from rl.ppo import KLController, rollout
+
+    batch, logs, _ = rollout(policy, head, tok, tasks, {}, cfg, KLController(beta), bf16=False)
+    return batch, logs
+
+
+@pytest.fixture
+def canned(monkeypatch):
+    return _policy_value_head_and_canned_rollout(monkeypatch, scores=[1.0, -0.5, 0.25])
+
+
+def test_rollout_rewards_are_minus_beta_kl_per_token_plus_the_score_on_the_last_token(canned):
+    # gamma = lambda = 1, no whitening: returns_t = sum_{k >= t} r_k, the Monte-Carlo return, with
+    #   r_k = -beta * (log pi(y_k) - log pi_ref(y_k)) on every real token, + the text's score on the last real one
+    policy, tok, head, tasks, cfg = canned
+    cfg.gamma, cfg.gae_lambda, cfg.whiten_advantages, beta = 1.0, 1.0, False, 0.3
+    batch, logs = _rollout(policy, tok, head, tasks, cfg, beta)
+    mask = batch["completion_mask"].float()
+    assert mask.tolist() == [[1, 1, 1, 1], [1, 1, 0, 0], [1, 1, 1, 0]]
+    with torch.no_grad():
+        logp = forward(policy, None, batch, cfg.temperature, False)["logprobs"]
+        with policy.disable_adapter():
+            ref_logp = forward(policy, None, batch, cfg.temperature, False)["logprobs"]
+    assert not torch.allclose(logp * mask, ref_logp * mask, atol=1e-3)      # the test would not see a swap otherwise
+    for i, (score, n) in enumerate(zip([1.0, -0.5, 0.25], [4, 2, 3])):
+        per_token = [-beta * (logp[i, t] - ref_logp[i, t]).item() for t in range(n)]
+        per_token[-1] += score
+        expected = [sum(per_token[t:]) for t in range(n)]
+        assert batch["returns"][i, :n].tolist() == pytest.approx(expected, abs=1e-4), i
+        assert batch["returns"][i, n:].abs().sum().item() == 0.0
+        values = batch["old_values"][i, :n]
+        assert batch["advantages"][i, :n].tolist() == pytest.approx((torch.tensor(expected) - values).tolist(), abs=1e-4)
+    # the logged KL is log pi - log pi_ref averaged over real tokens (its sign is part of the definition)
+    assert logs["kl"] == pytest.approx(((logp - ref_logp) * mask).sum().item() / mask.sum().item(), abs=1e-5)
+
+
+def test_whitened_advantages_have_mean_0_and_std_1_over_real_tokens_only(canned):
+    policy, tok, head, tasks, cfg = canned
+    cfg.whiten_advantages = False
+    raw, _ = _rollout(policy, tok, head, tasks, cfg, 0.1)
+    cfg.whiten_advantages = True
+    white, _ = _rollout(policy, tok, head, tasks, cfg, 0.1)
+    mask = white["completion_mask"].float()
+    real = white["advantages"][mask.bool()]
+    assert real.mean().item() == pytest.approx(0.0, abs=1e-5)
+    assert real.var(unbiased=False).item() == pytest.approx(1.0, abs=1e-4)
+    assert white["advantages"][~mask.bool()].abs().sum().item() == 0.0        # padding stays 0
+    # the same rollout, whitened by hand from its raw advantages over the 9 real tokens
+    x = raw["advantages"][mask.bool()]
+    assert real.tolist() == pytest.approx(((x - x.mean()) / x.std(unbiased=False)).tolist(), abs=1e-4)
+    assert not torch.allclose(raw["advantages"], white["advantages"])
+    assert torch.equal(raw["returns"], white["returns"])               # whitening touches advantages only
+
+
+def test_entropy_bonus_by_hand_and_its_gradient_raises_entropy():
+    from rl.losses import entropy_bonus
+
+    # token entropies 1.0, 2.0 and a masked 9.0; coef 0.1: loss = -0.1 * (1 + 2) / 2 = -0.15
+    entropy = torch.tensor([[1.0, 2.0, 9.0]], requires_grad=True)
+    loss, stats = entropy_bonus(entropy, torch.tensor([[1.0, 1.0, 0.0]]), coef=0.1)
+    assert loss.item() == pytest.approx(-0.15) and stats["entropy"].item() == pytest.approx(1.5)
+    loss.backward()
+    assert entropy.grad.tolist()[0] == pytest.approx([-0.05, -0.05, 0.0])    # descending the loss raises entropy
+
+
+def test_a_ppo_update_with_only_the_entropy_bonus_raises_the_policys_entropy(canned):
+    # advantages 0 and vf_coef 0: the only gradient on the policy is the entropy bonus's, so one small SGD step on
+    # it must raise the mean token entropy of the batch (and lower it if the bonus's sign were flipped)
+    from rl.ppo import optimize
+
+    policy, tok, head, tasks, cfg = canned
+    batch, _ = _rollout(policy, tok, head, tasks, cfg, 0.1)
+    batch["advantages"] = torch.zeros_like(batch["advantages"])
+    cfg.entropy_coef, cfg.vf_coef, cfg.ppo_epochs, cfg.minibatch_size, cfg.max_grad_norm = 1.0, 0.0, 1, 3, 1e9
+    mask = batch["completion_mask"].float()
+
+    def mean_entropy():
+        with torch.no_grad():
+            return (forward(policy, None, batch, cfg.temperature, False, with_entropy=True)["entropy"] * mask).sum() / mask.sum()
+
+    before = mean_entropy().item()
+    params = [p for p in policy.parameters() if p.requires_grad]
+    optimize(policy, head, torch.optim.SGD(params, lr=1e-2), batch, cfg, bf16=False)
+    assert mean_entropy().item() > before + 1e-6

@@ -149,3 +149,96 @@ def test_ensemble_reward_is_mean_minus_k_std_and_logs_the_disagreement(tmp_path)
     assert out["ensemble_reward"] == pytest.approx((mean - 2.0 * std).tolist(), abs=1e-6)
     assert out["ensemble_std"] == pytest.approx(std.tolist(), abs=1e-6) and max(out["ensemble_std"]) > 0
     assert out["total"] == pytest.approx(out["ensemble_reward"], abs=1e-9)                  # std weighted 0: logged only
+
+
+# each graded source's documented scale: the bottom of the scale normalises to 0, the top to 1
+DOCUMENTED_SCALES = {"humicroedit": (0.0, 3.0), "hahackathon": (0.0, 5.0), "rjokes": (0.0, 11.0),
+                     "haha2021": (1.0, 5.0), "ccl2019": (1.0, 5.0)}
+
+
+def _graded_files(root):
+    """Files in each graded source's real layout whose grades reach both ends of its scale and points between."""
+    import gzip
+
+    (root / "hahackathon").mkdir()
+    (root / "hahackathon" / "hahackathon_train.csv").write_text(
+        "id,text,is_humor,humor_rating,humor_controversy,offense_rating\n"
+        + "".join(f"{i},hahackathon joke {i},1,{g},0,0\n" for i, g in enumerate([0, 0, 0, 0.4, 1, 2.5, 2.6, 4, 5, 5, 5])),
+        encoding="utf-8")
+    (root / "haha2021").mkdir()
+    header = "id,text,is_humor,votes_no,votes_1,votes_2,votes_3,votes_4,votes_5,humor_rating,humor_mechanism,humor_target\n"
+    for name, grades in (("haha_2021_train.csv", [1, 1, 1.5, 3, 3.2, 5, 5]), ("haha_2021_dev_gold.csv", [1, 5])):
+        (root / "haha2021" / name).write_text(header + "".join(
+            f"{name[:9]}{i},chiste {name} {i},1,0,1,0,0,0,0,{g},,\n" for i, g in enumerate(grades))
+            + "x,no es un chiste,0,3,0,0,0,0,0,NULL,,\n", encoding="utf-8")
+    (root / "ccl2019_chinese_humor" / "task2").mkdir(parents=True)
+    (root / "ccl2019_chinese_humor" / "task2" / "task2_test_with_label.csv").write_text(
+        ",joke,label\r\n" + "".join(f"{i},笑话{i},{g}\r\n" for i, g in enumerate([1, 1, 1, 3, 3, 5, 5, 5, 1, 5, 3])),
+        encoding="utf-8")
+    (root / "rjokes").mkdir()
+    for name, grades in (("dev.tsv.gz", [0, 0, 1, 3, 7, 11, 11]), ("test.tsv.gz", [0, 11])):
+        with gzip.open(root / "rjokes" / name, "wt", encoding="utf-8") as f:
+            f.write("".join(f"{g}\trjokes {name} joke {i}\n" for i, g in enumerate(grades)))
+
+
+def test_normalised_grades_span_exactly_0_to_1_over_each_sources_documented_scale(tmp_path):
+    from common.stage_configs import RMArgs
+    from data.grades import load_graded
+    from reward.train_rm import ranking_data
+
+    _graded_files(tmp_path)
+    names = ["hahackathon", "rjokes", "haha2021", "ccl2019"]
+    cfg = RMArgs(rm_objective="rating", graded_sources=names, data_dir=str(tmp_path), langs=["en", "es", "zh"])
+    sources = {s.name: s for s in load_graded(names, tmp_path, ["en", "es", "zh"], None, seed=cfg.seed)}
+    sources["humicroedit"] = load_graded(["humicroedit"], None, ["en"], None, seed=0)[0]     # the shipped sample
+    assert sorted(sources) == sorted(DOCUMENTED_SCALES)
+    for name, src in sources.items():
+        lo, hi = DOCUMENTED_SCALES[name]
+        assert src.scale == (lo, hi), name
+        assert (src.normalised(lo), src.normalised(hi)) == (0.0, 1.0), name
+        assert src.normalised((lo + hi) / 2) == pytest.approx(0.5), name
+        assert all(0.0 <= src.normalised(g.grade) <= 1.0 for g in src.train + src.held_out), name
+
+    # the rating objective's training targets, as train_rm builds them: every source reaches 0 and 1
+    _, _, graded, _ = ranking_data(cfg)
+    by_source = {}
+    for text, target in graded:
+        source = next(n for n, s in sources.items() if text in {g.text for g in s.train})
+        by_source.setdefault(source, []).append(target)
+    for name in names:
+        assert min(by_source[name]) == 0.0 and max(by_source[name]) == 1.0, (name, by_source[name])
+    # CCL2019's levels 1 / 3 / 5 are the bottom, the middle and the top of its scale
+    levels = sorted({t for t in by_source["ccl2019"]})
+    assert levels == [0.0, 0.5, 1.0]
+
+
+def test_graded_pairs_respect_pair_min_grade_gap_and_their_count_follows_it(tmp_path):
+    from common.stage_configs import RMArgs
+    from data.grades import load_graded
+    from reward.train_rm import ranking_data
+
+    _graded_files(tmp_path)
+    src = {s.name: s for s in load_graded(["hahackathon", "rjokes"], tmp_path, ["en"], None, seed=RMArgs().seed)}
+    norm = {g.text: s.normalised(g.grade) for s in src.values() for g in s.train}
+    counts = {}
+    for gap in (0.0, 0.1, 0.3, 0.6):
+        cfg = RMArgs(rm_objective="pairwise", graded_sources=["hahackathon", "rjokes"], data_dir=str(tmp_path),
+                     langs=["en"], pair_min_grade_gap=gap)
+        _, pairs, _, held_out = ranking_data(cfg)
+        assert pairs, gap
+        for funnier, other in pairs:
+            assert norm[funnier] - norm[other] >= gap - 1e-9, (gap, funnier, other)
+            assert norm[funnier] > norm[other], (gap, funnier, other)      # never a pair of equal grades, even at 0
+        for name, plan in held_out.items():
+            grade = {g.text: src[name].normalised(g.grade) for g in plan["grades"]}
+            assert all(grade[a] - grade[b] >= gap - 1e-9 and grade[a] > grade[b] for a, b in plan["pairs"])
+        counts[gap] = len(pairs)
+    assert counts[0.0] >= counts[0.1] > counts[0.3] > counts[0.6], counts
+
+    # grouped rows (Humicroedit: edits of one headline) follow the same rule
+    from data.grades import GradedText, pairs_from_grades
+
+    rows = [GradedText(t, g, "h", t) for t, g in [("a", 1.0), ("b", 1.0), ("c", 1.2), ("d", 2.5)]]
+    assert sorted(pairs_from_grades(rows, 0.0, (0.0, 3.0))) == [("c", "a"), ("c", "b"), ("d", "a"), ("d", "b"),
+                                                                 ("d", "c")]
+    assert sorted(pairs_from_grades(rows, 0.4, (0.0, 3.0))) == [("d", "a"), ("d", "b"), ("d", "c")]   # 1.2 points

@@ -135,3 +135,45 @@ def test_bf16_sampling_weights_compute_what_autocast_computes_and_give_the_fp32_
     tied[1].weight = tied[0].weight                                          # a tied LM head
     with bf16_linear_weights(tied) as cast:
         assert cast == 0 and tied[1].weight.dtype == torch.float32
+
+
+@pytest.mark.parametrize("bf16", [False, True])
+def test_sampling_that_raises_leaves_every_weight_and_setting_as_it_was(bf16):
+    """An error inside generate (out of memory, a bad token id, Ctrl-C) must not leave the LoRA folded into the base
+    weights, bf16 copies in place of the fp32 weights, or someone else's generation config rewritten: the policy
+    would go on training from corrupted weights without a word."""
+    from peft import LoraConfig, get_peft_model
+    from transformers import GenerationConfig
+
+    from common.generation import fast_nucleus, generate_ids
+    from common.models import load_base_policy
+
+    base, tok = load_base_policy("tiny:llama")
+    model = get_peft_model(base, LoraConfig(r=4, lora_alpha=8, target_modules="all-linear", init_lora_weights=False))
+    model.eval()
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    dtypes = {n: p.dtype for n, p in model.named_parameters()}
+    ids = tok(["a cactus walks into a bar"], return_tensors="pt")
+    with torch.no_grad():
+        logits = model(**ids).logits
+
+    def explode(**kwargs):
+        raise KeyboardInterrupt("interrupted while sampling")
+
+    model.generate = explode
+    with pytest.raises(KeyboardInterrupt):
+        generate_ids(model, tok, ["Write a joke:"], 4, 0.9, 0.9, bf16=bf16)
+    for n, p in model.named_parameters():
+        assert p.dtype == dtypes[n] and torch.allclose(p, before[n], atol=1e-6), n    # unfolding rounds
+    assert not any(getattr(m, "merged", False) for m in model.modules())
+    del model.generate
+    with torch.no_grad():
+        assert torch.allclose(model(**ids).logits, logits, atol=1e-5)
+
+    config = GenerationConfig(do_sample=True, temperature=0.7, top_k=20, top_p=0.9)
+    original = model.generate
+    with pytest.raises(RuntimeError, match="boom"):
+        with fast_nucleus(model, config):
+            raise RuntimeError("boom")
+    assert (config.temperature, config.top_k, config.top_p) == (0.7, 20, 0.9)
+    assert model.generate == original and "generate" not in vars(model)
