@@ -12,6 +12,8 @@ Files: TRL (standard and conversational), ms-swift (`messages` + `rejected_respo
 (ShareGPT `conversations` or alpaca `instruction`, with `chosen` / `rejected`, `system`, `history`) rows are read,
 as JSONL or a JSON array; ms-swift and LLaMA-Factory JSONL are written. A system prompt and earlier turns are
 kept as the example's context. A third completion travels as `gold_response` / `gold` in our own extension.
+People's side-by-side votes ({prompt or theme, a, b, winner: a | b | tie | none}, the shape arenas publish) are
+read too: decisive votes become pairs, ties and 'none' are counted and kept for the arena's judge check.
 """
 
 from __future__ import annotations
@@ -331,8 +333,16 @@ def read_preferences(source) -> list[PreferenceExample]:
     words/headline); others become 'raw' tasks whose instruction is the last user turn, with the system prompt and
     earlier turns kept as context, and a language from a 'lang' column or detected from the text."""
     spec = parse_source(source, "preference")
-    out = []
+    out, votes = [], []
     for where, row in read_records(spec):
+        if is_vote_row(row) or "winner" in spec.columns:          # a side-by-side vote: its decisive winner is chosen
+            vote = parse_vote(row, spec.columns, where, spec.lang)
+            votes.append(vote)
+            if vote.winner in ("a", "b") and vote.a != vote.b:
+                chosen, rejected = (vote.a, vote.b) if vote.winner == "a" else (vote.b, vote.a)
+                task = TaskPrompt(where, vote.lang, "raw", headline=vote.prompt)
+                out.append(PreferenceExample(task, (chosen, rejected), spec.name))
+            continue
         row = {**row, **{ours: row[theirs] for ours, theirs in spec.columns.items() if theirs in row}}   # mapping
         context, prompt, chosen, rejected, gold = parse_preference_row(row, where)
         completions = (gold, chosen, rejected) if gold else (chosen, rejected)
@@ -343,7 +353,81 @@ def read_preferences(source) -> list[PreferenceExample]:
         else:
             task = TaskPrompt(str(row.get("id", where)), lang, "raw", headline=prompt)
         out.append(PreferenceExample(task, completions, spec.name, tuple(context)))
+    if votes:
+        counts = vote_counts(votes)
+        print(f"[preferences] {spec.path}: {len(votes)} side-by-side votes ({counts}); {len(out)} decisive pairs "
+              f"used, {counts['tie'] + counts['none']} ties / 'none' not trained on (the arena's --votes check reads "
+              f"them), {counts['a'] + counts['b'] - len(out)} with two identical jokes dropped")
     return out
+
+
+# ---------------------------------------------------------------- people's side-by-side votes
+
+# a vote's winner as people's arenas publish it -> ours: 'a', 'b', 'tie' (both as funny) or 'none' (neither)
+VOTE_WINNERS = {"a": "a", "model_a": "a", "joke_a": "a", "first": "a", "1": "a",
+                "b": "b", "model_b": "b", "joke_b": "b", "second": "b", "2": "b",
+                "tie": "tie", "both": "tie", "both_good": "tie", "equal": "tie", "0": "tie",
+                "none": "none", "neither": "none", "both_bad": "none", "tie (bothbad)": "none"}
+# our column -> the names a file may use for it, tried in order (a `columns` mapping overrides them)
+VOTE_COLUMNS = {"prompt": ("prompt", "theme", "headline", "instruction", "question", "topic"),
+                "a": ("a", "joke_a", "response_a", "text_a", "joke1"),
+                "b": ("b", "joke_b", "response_b", "text_b", "joke2"),
+                "winner": ("winner", "label", "choice", "preference")}
+
+
+@dataclass(frozen=True)
+class Vote:
+    """One person's side-by-side choice between two jokes written for the same prompt (or theme)."""
+    prompt: str
+    a: str
+    b: str
+    winner: str          # 'a', 'b', 'tie' (both as funny) or 'none' (neither funny)
+    lang: str
+    where: str           # file:line, for errors and for reading back
+
+
+def is_vote_row(row: dict) -> bool:
+    """A side-by-side vote (two jokes and a winner) rather than a chosen / rejected pair."""
+    has = lambda ours: any(name in row for name in VOTE_COLUMNS[ours])
+    return has("a") and has("b") and has("winner") and "chosen" not in row
+
+
+def parse_vote(row: dict, columns: dict, where: str, lang: str | None = None) -> Vote:
+    """A Vote from one row of an arena-shaped file: {prompt | theme | headline, a, b, winner}."""
+    def value(ours: str, required: bool = True) -> str:
+        names = (columns[ours],) if ours in columns else VOTE_COLUMNS[ours]
+        for name in names:
+            if row.get(name) is not None and str(row[name]).strip():
+                return str(row[name]).strip()
+        if required:
+            raise ValueError(f"{where}: no '{ours}' (looked for {list(names)}); the row has {sorted(row)}. "
+                             f"Map yours with columns: {{{ours}: <your column>}}")
+        return ""
+    raw = value("winner")
+    winner = VOTE_WINNERS.get(raw.lower())
+    if winner is None:
+        raise ValueError(f"{where}: winner {raw!r} is not one of {sorted(set(VOTE_WINNERS))}")
+    prompt, a, b = value("prompt", required=False), value("a"), value("b")
+    return Vote(prompt, a, b, winner, lang or str(row.get("lang") or "") or detect_lang(prompt + " " + a), where)
+
+
+def read_votes(source) -> list[Vote]:
+    """Every vote of a side-by-side file (.jsonl, .json array, .csv, ...; a path or {path, columns, lang}); ties
+    and 'neither' are kept: training uses the decisive votes, the arena's judge check uses them all."""
+    spec = parse_source(source, "votes")
+    votes = [parse_vote(row, spec.columns, where, spec.lang) for where, row in read_records(spec)]
+    if not votes:
+        raise ValueError(f"{spec.path}: no votes in the file")
+    return votes
+
+
+def vote_counts(votes: list[Vote]) -> dict[str, int]:
+    """How many votes of each kind.
+
+    >>> vote_counts([Vote("p", "x", "y", "a", "en", "f:1"), Vote("p", "x", "y", "none", "en", "f:2")])
+    {'a': 1, 'b': 0, 'tie': 0, 'none': 1}
+    """
+    return {kind: sum(v.winner == kind for v in votes) for kind in ("a", "b", "tie", "none")}
 
 
 def to_record(example: PreferenceExample, fmt: str) -> dict:

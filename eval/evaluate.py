@@ -6,7 +6,8 @@
 
 Per policy: generate samples_per_prompt completions of every held-out prompt with the same seed, score them with
 every reward component, then SPEC section 6's metrics (eval/metrics.py), perplexity under a reference LM and the
-RM-judged win rate against the baseline policy. Writes <eval dir>/{<policy>.jsonl, metrics.json, summary.json,
+RM-judged win rate against the baseline policy; with arena_judge set, the arena (eval/arena.py) of every policy and
+best-of-N row, judged side by side. Writes <eval dir>/{<policy>.jsonl, metrics.json, summary.json,
 report.md} and the run's own <runs_dir>/<run_name>/report.md: the metrics table, the RM's held-out metrics, each
 stage's figures, sample outputs side by side, and PNG plots of every reward component over the RL steps.
 """
@@ -30,6 +31,7 @@ from common.stages import POLICY_STAGES, RL_STAGES, STAGES
 from common.training import set_seed
 from data.loaders import prompt_plan, rl_prompt_split
 from data.prompts import format_for_model
+from eval.arena import run_arena
 from eval.metrics import perplexity, summarize, win_rate
 from eval.plots import plot_scalars, read_scalars, reward_tags
 from reward.composite import MODEL_COMPONENTS, build_scorer, component_names
@@ -218,12 +220,19 @@ def main(argv: list[str] | None = None) -> dict:
     atomic_write_text(out / "metrics.json", json.dumps(metrics, indent=2))
 
     report = run_report(cfg, run_dir, metrics, outputs, out)
+    arena_result = None
+    if cfg.arena_judge:
+        arena_result, arena_lines = run_arena(cfg, outputs, out, run_dir)
+        at = report.index("## Samples (first sample per prompt)") if "## Samples (first sample per prompt)" in report else len(report)
+        report[at:at] = arena_lines
+        print("\n".join(arena_lines))
     if skipped:
         report += ["## Not evaluated", "", *[f"- {k}: {v}" for k, v in skipped.items()], ""]
     atomic_write_text(run_dir / "report.md", "\n".join(report) + "\n")
     print("\n".join(metrics_table(metrics)))
     print(f"[eval] report -> {run_dir / 'report.md'}")
-    return finish_stage(out, "eval", {"metrics": metrics, "skipped": skipped, "report": str(run_dir / "report.md")},
+    return finish_stage(out, "eval", {"metrics": metrics, "skipped": skipped, "report": str(run_dir / "report.md"),
+                                      **({"arena": arena_result} if arena_result else {})},
                         metrics_table(metrics), started)
 
 
