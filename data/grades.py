@@ -20,12 +20,12 @@ from __future__ import annotations
 
 import gzip
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from data.files import CONTROL
 from data.loaders import SAMPLE_DIR, _rows, _text
-from data.preferences import _edited, load_humicroedit
+from data.preferences import _edited, load_humicroedit, read_votes
 
 HELD_OUT_SHARE = 0.1        # sources with one file: this share is held out (seeded)
 HELD_OUT_CAP = 2000         # held-out rows scored per source at most (seeded): figures, not a second training set
@@ -51,7 +51,9 @@ class GradedSource:
     train: list[GradedText]
     held_out: list[GradedText]
     held_out_pairs: list[tuple[str, str]]   # (funnier, less funny) human pairs, when the source has them
-    human_pairs: list[tuple[str, str]]      # training human pairs (Humicroedit task-2)
+    human_pairs: list[tuple[str, str]]      # training human pairs (Humicroedit task-2, people's votes)
+    themes: dict = field(default_factory=dict)   # text -> what it is about (task_theme), for prompt-aware RMs
+    ties: int = 0                            # held-out human votes of 'tie' or 'neither' (counted, not scored)
 
     def normalised(self, grade: float) -> float:
         lo, hi = self.scale
@@ -133,9 +135,30 @@ def _humicroedit(data_dir: Path | None, seed: int) -> GradedSource:
     else:
         task1 = Path(data_dir) / "humicroedit" / "task-1"
         train, held_out = read_humicroedit_grades(task1 / "train.csv"), read_humicroedit_grades(task1 / "dev.csv")
-    human = [ex.completions for ex in load_humicroedit(data_dir)]
-    held_pairs = [ex.completions for ex in load_humicroedit(data_dir, split="dev")] if data_dir else human
-    return GradedSource("humicroedit", "en", (0.0, 3.0), train, held_out, held_pairs, human)
+    human_examples = load_humicroedit(data_dir)
+    held_examples = load_humicroedit(data_dir, split="dev") if data_dir else human_examples
+    themes = {g.text: g.group.strip('" ') for g in train + held_out}       # an edit's theme: the original headline
+    themes.update({text: ex.task.headline for ex in human_examples + held_examples for text in ex.completions})
+    return GradedSource("humicroedit", "en", (0.0, 3.0), train, held_out,
+                        [ex.completions for ex in held_examples], [ex.completions for ex in human_examples], themes)
+
+
+def votes_source(source, seed: int) -> GradedSource:
+    """People's side-by-side votes (data/preferences.py read_votes) as a ranking source: a seeded HELD_OUT_SHARE of
+    the themes held out (every vote on a held-out theme), decisive votes as (funnier, other) pairs; held-out ties
+    and 'neither' are counted."""
+    votes = read_votes(source)
+    themes = sorted({v.prompt for v in votes})
+    random.Random(seed).shuffle(themes)
+    held = set(themes[:max(1, round(len(themes) * HELD_OUT_SHARE))]) if len(themes) > 1 else set()
+    pair = lambda v: (v.a, v.b) if v.winner == "a" else (v.b, v.a)
+    decisive = [v for v in votes if v.winner in ("a", "b") and v.a != v.b]
+    langs = [v.lang for v in votes]
+    name = Path(source["path"] if isinstance(source, dict) else source).name
+    return GradedSource(name, max(set(langs), key=langs.count), (0.0, 1.0), [], [],
+                        [pair(v) for v in decisive if v.prompt in held], [pair(v) for v in decisive if v.prompt not in held],
+                        {t: v.prompt for v in votes for t in (v.a, v.b)},
+                        sum(v.winner in ("tie", "none") for v in votes if v.prompt in held))
 
 
 def _hahackathon(data_dir: Path, seed: int) -> GradedSource:
@@ -186,7 +209,8 @@ def load_graded(sources: list[str], data_dir, langs, max_rows_per_source: int | 
     for name in chosen:
         src = GRADED_SOURCES[name](Path(data_dir) if data_dir else None, seed)
         out.append(GradedSource(src.name, src.lang, src.scale, _capped(src.train, max_rows_per_source, seed),
-                                _capped(src.held_out, HELD_OUT_CAP, seed), src.held_out_pairs, src.human_pairs))
+                                _capped(src.held_out, HELD_OUT_CAP, seed), src.held_out_pairs, src.human_pairs,
+                                src.themes))
     return out
 
 

@@ -421,6 +421,32 @@ def read_votes(source) -> list[Vote]:
     return votes
 
 
+def humicroedit_votes(data_dir: Path | None, split: str = "dev") -> list[Vote]:
+    """Humicroedit task-2 as side-by-side votes, ties kept: which of two edits of one headline is funnier (label
+    1 or 2; 0 a tie), the original headline as the prompt. The shipped sample without data_dir (tests only)."""
+    path = SAMPLE_DIR / "humicroedit_pairs.csv" if data_dir is None else Path(data_dir) / "humicroedit" / "task-2" / f"{split}.csv"
+    out = []
+    for line, row in _rows(path, required=("id", "original1", "edit1", "original2", "edit2", "label")):
+        winner = {"1": "a", "2": "b", "0": "tie"}.get(row["label"].strip())
+        if winner is None:
+            raise ValueError(f"{path}:{line}: label must be 0, 1 or 2, got {row['label']!r}")
+        first = _edited(_text(row["original1"], path, line, "original1"), row["edit1"], path, line).strip('" ')
+        second = _edited(_text(row["original2"], path, line, "original2"), row["edit2"], path, line).strip('" ')
+        out.append(Vote(_edited(row["original1"], None, path, line).strip('" '), first, second, winner, "en",
+                        f"{path}:{line}"))
+    return out
+
+
+def load_votes(source, data_dir: Path | None = None) -> list[Vote]:
+    """Votes from a file (read_votes) or by name: 'humicroedit' (task-2 dev, ties kept; needs data_dir: the shipped
+    sample is what a reward model trained without data_dir learnt from, no check of it)."""
+    if source == "humicroedit":
+        if data_dir is None:
+            raise ValueError("arena_votes 'humicroedit' needs --data_dir (its task-2 dev file)")
+        return humicroedit_votes(data_dir)
+    return read_votes(source)
+
+
 def vote_counts(votes: list[Vote]) -> dict[str, int]:
     """How many votes of each kind.
 

@@ -94,6 +94,18 @@ def prompt_text(task: TaskPrompt) -> str:
     return template.format(word1=task.words[0], word2=task.words[-1])
 
 
+def task_theme(task: TaskPrompt) -> str:
+    """What a joke is about, as a prompt-aware reward model reads it beside the joke: the required words joined by
+    commas, or the headline ('' for a task with neither). The same for people's votes on a theme.
+
+    >>> task_theme(TaskPrompt("1", "en", "words", words=("cactus", "lawsuit")))
+    'cactus, lawsuit'
+    """
+    if task.words:
+        return ", ".join(task.words)
+    return task.headline or ""
+
+
 def format_for_model(tokenizer, text: str) -> str:
     """The prompt as the model sees it: the tokenizer's chat template when it has one, else the raw text."""
     return format_conversation(tokenizer, [{"role": "user", "content": text}])

@@ -14,8 +14,9 @@ judge's position consistency. A verdict within `arena_tie_margin` of 0.5 is a ti
 
 Ratings: Bradley-Terry by maximum likelihood (ties count half a win for each side), on the Elo scale
 (400 / ln 10 per unit of log-strength, mean 1000), with 95 % intervals from a bootstrap over prompts; plus the
-win-rate matrix and a plot. `best_of` policies enter as best-of-N rows: per prompt, the one of their
-samples_per_prompt samples that `rank_by` scores highest (the select-best recipe), beside the policy itself.
+win-rate matrix and a plot. `arena_best_of` policies enter as best-of-N rows: per prompt, the one of their
+samples_per_prompt samples that `rank_by` scores highest among those with both required words (the select-best
+recipe, eval/metrics.py best_of_rows), beside the policy itself.
 With `arena_votes`, the judge is first checked against people's own side-by-side votes (data/preferences.py
 read_votes): how often it sides with them, with an interval, beside the 'longer joke wins' baseline.
 """
@@ -41,7 +42,8 @@ from common.models import load_base_policy
 from common.stage_configs import EvalArgs
 from common.stages import RL_STAGES
 from common.stats import bootstrap_mean_ci
-from data.preferences import read_votes, vote_counts
+from eval.metrics import best_of_rows
+from data.preferences import load_votes, vote_counts
 from data.prompts import format_for_model
 from reward.model import load_scorer
 
@@ -142,19 +144,27 @@ def win_matrix(players: list[str], battles: list[Battle]) -> dict[str, dict[str,
 # ---------------------------------------------------------------- judges: P(the first joke is funnier)
 
 
+def row_theme(row: dict) -> str:
+    """An output row's theme (data/prompts.py task_theme): its own column, else its words or headline."""
+    if row.get("theme") is not None:
+        return row["theme"]
+    return ", ".join(row["words"]) if row.get("words") else row.get("headline") or ""
+
+
 class ScoreJudge:
     """Prefers the output a scorer rates higher: P(first funnier) = 1, 0.5 or 0 by the sign of the difference
     (ties within `tie` of each other). Order-blind by construction. `scores` maps (prompt, text) -> score; the
-    scorer fills it in one batch through `prepare`."""
+    scorer (text, its instruction and theme -> score) fills it in one batch through `prepare`."""
 
     def __init__(self, name: str, scorer=None, precomputed: dict | None = None, tie: float = 0.0):
         self.name, self.scorer, self.tie = name, scorer, tie
         self.scores: dict[tuple[str, str], float] = dict(precomputed or {})
 
-    def prepare(self, prompts: list[str], texts: list[str]) -> None:
-        todo = sorted({(p, t) for p, t in zip(prompts, texts)} - set(self.scores))
+    def prepare(self, prompts: list[str], texts: list[str], themes: list[str]) -> None:
+        theme = dict(zip(zip(prompts, texts), themes))
+        todo = sorted(set(theme) - set(self.scores))
         if todo and self.scorer is not None:
-            values = self.scorer.score([t for _, t in todo], [p for p, _ in todo])
+            values = self.scorer.score([t for _, t in todo], [p for p, _ in todo], [theme[k] for k in todo])
             self.scores.update(zip(todo, values))
 
     def prefer(self, prompts: list[str], first: list[str], second: list[str]) -> list[float]:
@@ -186,7 +196,7 @@ class LLMJudge:
                 ids.add(tokens[0])
         return sorted(ids)
 
-    def prepare(self, prompts: list[str], texts: list[str]) -> None:
+    def prepare(self, prompts: list[str], texts: list[str], themes: list[str]) -> None:
         pass
 
     @torch.no_grad()
@@ -228,22 +238,6 @@ def load_judge(spec: str, cfg, outputs: dict[str, list[dict]]):
 # ---------------------------------------------------------------- battles
 
 
-def best_of_rows(rows: list[dict], rank_by: str) -> list[dict]:
-    """Per prompt id, the sample `rank_by` scores highest (the first on a tie): a best-of-N policy's outputs.
-
-    >>> [r["text"] for r in best_of_rows([{"id": "1", "text": "a", "s": 0.2}, {"id": "1", "text": "b", "s": 0.9},
-    ...                                   {"id": "2", "text": "c", "s": 0.5}], "s")]
-    ['b', 'c']
-    """
-    best: dict[str, dict] = {}
-    for r in rows:
-        if rank_by not in r:
-            raise ValueError(f"best-of: the outputs carry no '{rank_by}' score to rank by")
-        if r["id"] not in best or r[rank_by] > best[r["id"]][rank_by]:
-            best[r["id"]] = r
-    return list(best.values())
-
-
 def pairings(outputs: dict[str, list[dict]]) -> list[tuple[str, str, str, dict, dict]]:
     """(prompt id, policy a, policy b, a's row, b's row) for every pair of policies and every prompt they share:
     sample k against sample k, the shorter list reused in turn (a best-of row meets every sample of the other)."""
@@ -266,9 +260,9 @@ def judge_battles(judge, pairs: list[tuple], tie_margin: float) -> list[Battle]:
     """Every pairing judged in both orders: p = (P(a first) + 1 - P(b first)) / 2, a win for a above
     0.5 + tie_margin, a loss below 0.5 - tie_margin, a tie between; consistent when the two orders pick the
     same side (or both call it even)."""
-    prompts = [x["prompt"] for _, _, _, x, _ in pairs]
+    prompts, themes = [x["prompt"] for *_, x, _ in pairs], [row_theme(x) for *_, x, _ in pairs]
     firsts, seconds = [x["text"] for *_, x, _ in pairs], [y["text"] for *_, y in pairs]
-    judge.prepare(prompts * 2, firsts + seconds)
+    judge.prepare(prompts * 2, firsts + seconds, themes * 2)
     forward = judge.prefer(prompts, firsts, seconds)          # P(a's joke funnier), a shown first
     backward = judge.prefer(prompts, seconds, firsts)         # P(b's joke funnier), b shown first
     battles = []
@@ -312,7 +306,8 @@ def judge_against_people(judge, votes: list, tie_margin: float, rounds: int, see
     """How often the judge sides with people on their decisive side-by-side votes (judged in both orders; a judge
     tie counts half), with a bootstrap 95 % interval, beside the 'longer joke wins' baseline on the same votes;
     and how often it calls a tie where people voted tie / neither, against where they did not."""
-    pairs = [(v.where, "a", "b", {"prompt": v.prompt, "text": v.a}, {"prompt": v.prompt, "text": v.b}) for v in votes]
+    pairs = [(v.where, "a", "b", {"prompt": v.prompt, "theme": v.prompt, "text": v.a},
+              {"prompt": v.prompt, "theme": v.prompt, "text": v.b}) for v in votes]
     battles = judge_battles(judge, pairs, tie_margin)
     decisive = [(v, b) for v, b in zip(votes, battles) if v.winner in ("a", "b")]
     if not decisive:
@@ -412,30 +407,36 @@ def independence_note(spec: str, run_dir: Path) -> tuple[bool, str]:
     return True, "The judge is not a reward the RL policies trained on."
 
 
+def check_against_people(cfg, judge) -> tuple[dict, list[str]]:
+    """The judge against every votes source of cfg.arena_votes (at most arena_max_votes of each, seeded)."""
+    checks = {}
+    for source in cfg.arena_votes:
+        votes = load_votes(source, cfg.data_dir)
+        if len(votes) > cfg.arena_max_votes:
+            votes = random.Random(cfg.seed).sample(votes, cfg.arena_max_votes)
+        checks[str(source["path"] if isinstance(source, dict) else source)] = judge_against_people(
+            judge, votes, cfg.arena_tie_margin, cfg.arena_bootstrap, cfg.seed)
+    return checks, people_markdown(judge.name, checks)
+
+
 def run_arena(cfg, outputs: dict[str, list[dict]], out_dir: Path, report_dir: Path) -> tuple[dict, list[str]]:
     """The arena of outputs (best-of rows added), written to out_dir/arena.json and plotted under report_dir/plots;
     returns the result and its Markdown section."""
     entrants = dict(outputs)
-    for policy in cfg.best_of:
+    for policy in cfg.arena_best_of:
         if policy not in outputs:
-            raise ValueError(f"best_of: {policy!r} has no outputs here (have {sorted(outputs)})")
+            raise ValueError(f"arena_best_of: {policy!r} has no outputs here (have {sorted(outputs)})")
         entrants[f"{policy}_best_of_{cfg.samples_per_prompt}"] = best_of_rows(outputs[policy], cfg.rank_by)
     judge = load_judge(cfg.arena_judge, cfg, entrants)
     t0 = time.time()
     result = arena(entrants, judge, cfg.arena_tie_margin, cfg.arena_bootstrap, cfg.seed)
     independent, note = independence_note(cfg.arena_judge, cfg.run_dir())
     result.update(judge_independent=independent, seconds=round(time.time() - t0, 1),
-                  best_of={name: {"n": cfg.samples_per_prompt, "rank_by": cfg.rank_by} for name in cfg.best_of})
+                  best_of={name: {"n": cfg.samples_per_prompt, "rank_by": cfg.rank_by} for name in cfg.arena_best_of})
     lines = arena_markdown(result, "plots/arena.png", note)
     if cfg.arena_votes:
-        checks = {}
-        for source in cfg.arena_votes:
-            votes = read_votes(source)
-            judge.prepare([v.prompt for v in votes] * 2, [v.a for v in votes] + [v.b for v in votes])
-            checks[str(source["path"] if isinstance(source, dict) else source)] = judge_against_people(
-                judge, votes, cfg.arena_tie_margin, cfg.arena_bootstrap, cfg.seed)
-        result["against_people"] = checks
-        lines += people_markdown(judge.name, checks)
+        result["against_people"], people = check_against_people(cfg, judge)
+        lines += people
     atomic_write_text(out_dir / "arena.json", json.dumps(result, indent=2))
     plot_leaderboard(result, report_dir / "plots" / "arena.png", f"{cfg.run_name}: arena by {judge.name}")
     return result, lines
@@ -460,11 +461,16 @@ def main(argv: list[str] | None = None) -> dict:
     else:
         eval_dir = cfg.run_dir() / "eval"
         outputs = {p.stem: read_jsonl(p) for p in sorted(eval_dir.glob("*.jsonl"))}
-        if not outputs:
+        if not outputs and not cfg.arena_votes:
             raise SystemExit(f"arena: no outputs in {eval_dir}; run eval/evaluate.py first or give --outputs")
     out = cfg.run_dir() / "arena"
     out.mkdir(parents=True, exist_ok=True)
-    result, lines = run_arena(cfg, outputs, out, out)
+    if outputs:
+        result, lines = run_arena(cfg, outputs, out, out)
+    else:                                    # no policies yet: only the judge against people's votes
+        checks, lines = check_against_people(cfg, load_judge(cfg.arena_judge, cfg, {}))
+        result = {"judge": cfg.arena_judge, "against_people": checks}
+        atomic_write_text(out / "arena.json", json.dumps(result, indent=2))
     atomic_write_text(out / "report.md", "\n".join(lines) + "\n")
     print("\n".join(lines))
     return result

@@ -34,7 +34,7 @@ from data.prompts import format_for_model
 from eval.arena import run_arena
 from eval.metrics import perplexity, summarize, win_rate
 from eval.plots import plot_scalars, read_scalars, reward_tags
-from reward.composite import MODEL_COMPONENTS, build_scorer, component_names
+from reward.composite import MODEL_COMPONENTS, component_names, scorer_with
 from rl.rollouts import generate_rows
 
 # metric key -> (label, format) for the report table, in display order
@@ -138,11 +138,20 @@ def run_report(cfg, run_dir: Path, metrics: dict, outputs: dict, eval_dir: Path)
             per_source = ranking["held_out"]
             if per_source and not isinstance(next(iter(per_source.values())), dict):
                 per_source = {"humicroedit": per_source}        # a summary written before graded sources
-            metrics = list(dict.fromkeys(k for m in per_source.values() for k in m))
-            lines += [f"## Ranking reward model `{name}` (held-out, per source)", "",
+            metrics = [k for k in dict.fromkeys(k for m in per_source.values() for k in m)
+                       if not k.endswith(("_lo", "_hi"))]          # an interval goes beside its figure
+            cell = lambda m, k: (f"{m.get(k, float('nan')):.3f} ({m[k + '_lo']:.3f} to {m[k + '_hi']:.3f})"
+                                 if k + "_lo" in m else f"{m.get(k, float('nan')):.4f}")
+            sample = (" **Trained without --data_dir: the shipped sample, whose 'held-out' rows are training rows; "
+                      "these figures say nothing about people.**" if ranking.get("held_out_is_sample") else "")
+            lines += [f"## Ranking reward model `{name}` (held-out, per source; 95 % bootstrap intervals)", "",
+                      f"Trained on {ranking.get('train_size', '-')} pairs from {ranking.get('graded_sources')}"
+                      f"{', each joke read beside its theme' if ranking.get('with_prompt') else ''}.{sample}", "",
                       "| source | " + " | ".join(metrics) + " |", "|---|" + "---|" * len(metrics),
-                      *[f"| {source} | " + " | ".join(f"{m.get(k, float('nan')):.4f}" for k in metrics) + " |"
-                        for source, m in per_source.items()], ""]
+                      *[f"| {source} | " + " | ".join(cell(m, k) for k in metrics) + " |"
+                        for source, m in per_source.items()],
+                      "", "`longer_wins` is the baseline that calls the longer text the funnier: a ranking RM is "
+                      "worth its pairs only where its interval clears it.", ""]
     lines += reward_model_spread(outputs)
     plots = []
     for stage in RL_STAGES:
@@ -187,7 +196,8 @@ def main(argv: list[str] | None = None) -> dict:
             outputs[name] = read_jsonl(Path(path))
     else:
         tasks = rl_prompt_split(cfg)[1]         # the prompts RL held out of training
-        fns = build_scorer(cfg)
+        judged_by = [cfg.arena_judge.partition(":")[2]] if (cfg.arena_judge or "").startswith("component:") else []
+        fns = scorer_with(cfg, *judged_by, *([cfg.rank_by] if cfg.arena_best_of else []))
         for policy in cfg.policies or ["base", *POLICY_STAGES]:
             name = policy_name(policy)
             try:

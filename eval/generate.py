@@ -7,6 +7,7 @@ read from lineage.json), or an adapter directory. A merged model (eval/export.py
         --headline "Local man wins lottery twice" --samples_per_prompt 4
     python eval/generate.py --config configs/cpu_default.yaml --policy grpo --tsv ../shared/data/mwahaha/test/task-a-en.tsv
     python eval/generate.py --config configs/cpu_default.yaml --policy sft --chat
+    python eval/generate.py --config configs/cpu_default.yaml --policy sft --best_of 8 --rank_by rank_reward
 
 Rows: id, lang, prompt_type, headline, words, prompt, sample, text, finished (stopped with EOS), num_tokens, every
 reward component and the weighted total. Without prompts on the command line: the run's held-out prompts.
@@ -26,7 +27,8 @@ from common.models import load_policy, policy_adapters, policy_name
 from common.stage_configs import GenerateArgs
 from common.training import set_seed
 from data.loaders import TaskPrompt, read_task_tsv, rl_prompt_split
-from reward.composite import build_scorer
+from eval.metrics import best_of_rows
+from reward.composite import build_scorer, scorer_with
 from rl.rollouts import generate_rows
 
 
@@ -73,6 +75,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
     own.add_argument("--lang", default=None, help="Language of --headline/--words/--chat prompts (default: first of langs).")
     own.add_argument("--chat", action="store_true", help="Read prompts interactively; print each joke and its rewards.")
     own.add_argument("--out", default=None, help="JSONL output (default <runs_dir>/<run_name>/generate/<policy>.jsonl).")
+    own.add_argument("--best_of", type=int, default=1, help="Sample N per prompt and keep the one rank_by scores "
+                     "highest (among those with both required words); every sample goes to <out>.samples.jsonl.")
     cfg = parse_config(GenerateArgs, "generate", argv, own=own)
     args, _ = own.parse_known_args(argv)
     set_seed(cfg.seed)
@@ -80,7 +84,9 @@ def main(argv: list[str] | None = None) -> list[dict]:
 
     adapters = policy_adapters(cfg.run_dir(), cfg.policy)
     model, tokenizer = load_policy(cfg.policy_model, adapters, dtype=cfg.model_dtype)
-    fns = build_scorer(cfg)
+    if args.best_of < 1:
+        raise SystemExit(f"--best_of must be >= 1, got {args.best_of}")
+    fns = scorer_with(cfg, cfg.rank_by) if args.best_of > 1 else build_scorer(cfg)
     if args.chat:
         chat(model, tokenizer, cfg, fns, lang)
         return []
@@ -96,9 +102,13 @@ def main(argv: list[str] | None = None) -> list[dict]:
     if not tasks:
         tasks = rl_prompt_split(cfg)[1]         # the prompts RL held out of training
     started = time.time()
-    rows = generate_rows(model, tokenizer, tasks, cfg, fns, cfg.samples_per_prompt, cfg.gen_batch_size)
-    name = policy_name(cfg.policy)
+    samples = args.best_of if args.best_of > 1 else cfg.samples_per_prompt
+    rows = generate_rows(model, tokenizer, tasks, cfg, fns, samples, cfg.gen_batch_size)
+    name = policy_name(cfg.policy) + (f"_best_of_{args.best_of}" if args.best_of > 1 else "")
     out = Path(args.out) if args.out else cfg.previous_stage_dir("generate") / f"{name}.jsonl"
+    if args.best_of > 1:
+        write_jsonl(out.with_suffix(".samples.jsonl"), rows)
+        rows = best_of_rows(rows, cfg.rank_by)
     write_jsonl(out, rows)
     stopped = sum(r["finished"] for r in rows)
     print(f"[generate] {len(rows)} completions of {len(tasks)} prompts by '{cfg.policy}' "

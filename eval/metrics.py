@@ -79,6 +79,27 @@ def perplexity(model, tokenizer, prompts: list[str], completions: list[str], bat
     return math.exp(total_nll / total_tokens) if total_tokens else float("nan")
 
 
+def best_of_rows(rows: list[dict], rank_by: str) -> list[dict]:
+    """Select-best: per prompt id, the sample `rank_by` (a component the rows carry, or 'total') scores highest
+    among those that hold both required words (word prompts; among all when none does); the first on a tie.
+
+    >>> rows = [{"id": "1", "text": "a", "s": 0.2, "coverage_reward": 1.0}, {"id": "1", "text": "b", "s": 0.9,
+    ...          "coverage_reward": 0.5}, {"id": "2", "text": "c", "s": 0.5}, {"id": "2", "text": "d", "s": 0.7}]
+    >>> [r["text"] for r in best_of_rows(rows, "s")]
+    ['a', 'd']
+    """
+    by_id: dict[str, list[dict]] = {}
+    for r in rows:
+        if rank_by not in r:
+            raise ValueError(f"best-of: the outputs carry no '{rank_by}' score to rank by")
+        by_id.setdefault(r["id"], []).append(r)
+    best = []
+    for samples in by_id.values():
+        covering = [r for r in samples if r.get("coverage_reward") in (None, 1.0)]
+        best.append(max(covering or samples, key=lambda r: r[rank_by]))
+    return best
+
+
 def win_rate(rows: list[dict], baseline: list[dict], key: str) -> dict:
     """Pairwise win rate against a baseline on the same prompt ids, judged by the component `key` (rm_component):
     each pair of outputs for a shared id is a battle; a tie counts half.

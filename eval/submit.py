@@ -5,8 +5,8 @@
     python eval/submit.py --validate runs/cpu_default/submission/task-a-en.tsv --tsv ../shared/data/mwahaha/test/task-a-en.tsv
 
 For each input (id, word1, word2, headline; '-' unused) the policy samples best_of jokes; the chosen one is the
-highest composite reward among those that contain both required words (word prompts), or among all when none
-does. The file is TSV `id<TAB>text` with a header, as the organisers' baseline files. Validation: every input id
+highest `rank_by` score (default the composite 'total'; e.g. rank_reward for a preference RM) among those that
+contain both required words (word prompts), or among all when none does (eval/metrics.py best_of_rows). The file is TSV `id<TAB>text` with a header, as the organisers' baseline files. Validation: every input id
 present exactly once and no other, no empty or multi-line text, the language's script (script_drift_penalty under
 a threshold), both words present for word prompts. Every failure is listed; the summary goes to a JSON file.
 """
@@ -29,14 +29,9 @@ from data.files import decode_file
 from data.loaders import TaskPrompt, read_task_tsv
 from data.text import contains_word
 from reward.components import coverage_reward, script_drift_penalty
-from reward.composite import build_scorer
+from eval.metrics import best_of_rows
+from reward.composite import scorer_with
 from rl.rollouts import generate_rows
-
-
-def choose_best(rows: list[dict]) -> dict:
-    """The best sample of one input: covering both words first (word prompts), then highest total reward."""
-    covering = [r for r in rows if r.get("coverage_reward") in (None, 1.0)]
-    return max(covering or rows, key=lambda r: r["total"])
 
 
 def one_line(text: str) -> str:
@@ -119,14 +114,14 @@ def main(argv: list[str] | None = None) -> dict:
         if out.exists():
             raise FileExistsError(f"{out} exists; a submission is never overwritten: pick another --out")
         model, tokenizer = load_policy(cfg.policy_model, policy_adapters(cfg.run_dir(), cfg.policy), dtype=cfg.model_dtype)
-        rows = generate_rows(model, tokenizer, tasks, cfg, build_scorer(cfg), args.best_of, cfg.gen_batch_size)
+        rows = generate_rows(model, tokenizer, tasks, cfg, scorer_with(cfg, cfg.rank_by), args.best_of,
+                             cfg.gen_batch_size)
         write_jsonl(out.with_suffix(".samples.jsonl"), rows)
-        by_id: dict[str, list[dict]] = {}
-        for r in rows:
-            by_id.setdefault(r["id"], []).append(r)
-        write_submission(out, [choose_best(by_id[t.id]) for t in tasks])
+        best = {r["id"]: r for r in best_of_rows(rows, cfg.rank_by)}
+        write_submission(out, [best[t.id] for t in tasks])
         report = validate(out, tasks, cfg.drift_threshold)
         report["best_of"] = args.best_of
+        report["rank_by"] = cfg.rank_by
         report["policy"] = cfg.policy
     summary = Path(report["file"]).with_suffix(".validation.json")
     atomic_write_text(summary, json.dumps(report, indent=2, ensure_ascii=False))

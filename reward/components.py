@@ -204,10 +204,11 @@ def make_ensemble_std(ensemble):
     a diagnostic of their disagreement, logged like a component (weight 0 logs it without rewarding it). It must
     be computed after ensemble_reward on the same texts (registry order does that)."""
 
-    def ensemble_std(completions: list[str], instruction: list[str] | None = None, **kwargs) -> list[float | None]:
+    def ensemble_std(completions: list[str], instruction: list[str] | None = None, theme: list[str] | None = None,
+                     **kwargs) -> list[float | None]:
         texts = [c.strip() for c in completions]
         if ensemble.last[0] != texts:               # not the batch ensemble_reward just scored: score it
-            ensemble.score(texts, instruction)
+            ensemble.score(texts, instruction, theme)
         return list(ensemble.last[1])
 
     return ensemble_std
@@ -217,8 +218,9 @@ def make_rm_reward(reward_model, name: str = "rm_reward"):
     """A trained reward model's score of each completion, in [0, 1]: P(humor) of the classifier (rm_reward), or a
     ranking model's centred sigmoid (rank_reward; reward/model.py)."""
 
-    def rm_reward(completions: list[str], instruction: list[str] | None = None, **kwargs) -> list[float | None]:
-        return reward_model.score([c.strip() for c in completions], instructions=instruction)
+    def rm_reward(completions: list[str], instruction: list[str] | None = None, theme: list[str] | None = None,
+                  **kwargs) -> list[float | None]:
+        return reward_model.score([c.strip() for c in completions], instructions=instruction, themes=theme)
 
     rm_reward.__name__ = name
     return rm_reward

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from common.generation import finished_with_stop
 from data.loaders import TaskPrompt
-from data.prompts import prompt_text
+from data.prompts import prompt_text, task_theme
 from reward import components as C
 from reward.model import EnsembleRewardModel, HumorRewardModel, RankingRewardModel, load_scorer
 
@@ -129,6 +129,18 @@ def build_scorer(cfg, names: list[str] | None = None) -> dict:
     return build_components(cfg, rm, names)
 
 
+def scorer_with(cfg, *extra: str) -> dict:
+    """build_scorer's components plus the named ones the weights leave out (the score select-best ranks by, the
+    arena's judge; 'total' is the composite itself): every row then carries them, unweighted."""
+    names = component_names(cfg)
+    for name in extra:
+        if name != "total" and name not in names:
+            if name not in registry(cfg):
+                raise ValueError(f"{name!r} is neither 'total' nor a reward component; valid: {sorted(registry(cfg))}")
+            names = [*names, name]
+    return build_scorer(cfg, names)
+
+
 def build_gold(cfg):
     """The over-optimisation watch's gold scorer (cfg.gold_reward_model): a component name, or the directory of a
     trained reward model of any objective (a classifier's P(humor), a ranking model's centred sigmoid). It is never
@@ -161,12 +173,14 @@ def checked(name: str, values, completions: list[str]) -> list[float | None]:
 
 
 def task_columns(tasks: list[TaskPrompt]) -> dict[str, list]:
-    """The columns the reward components read, one entry per task: prompt_type, words, lang and instruction (the
-    raw prompt, for prompt-aware reward models)."""
+    """The columns the reward components read, one entry per task: prompt_type, words, lang, instruction (the raw
+    prompt, for a classifier trained on prompt + text) and theme (the words or headline, for a prompt-aware ranking
+    reward model)."""
     return {"prompt_type": [t.prompt_type for t in tasks],
             "words": [list(t.words) if t.words else None for t in tasks],
             "lang": [t.lang for t in tasks],
-            "instruction": [prompt_text(t) for t in tasks]}
+            "instruction": [prompt_text(t) for t in tasks],
+            "theme": [task_theme(t) for t in tasks]}
 
 
 def component_logs(values: dict[str, list[float | None]], prompt_types: list[str] | None = None) -> dict[str, float]:

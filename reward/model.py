@@ -52,6 +52,14 @@ def load_reward_model(path: Path, objectives: tuple[str, ...], hint: str, device
     return meta, model, tokenizer, device
 
 
+def encode_texts(tokenizer, texts: list[str], themes: list[str] | None, max_length: int, **kwargs):
+    """Texts as a ranking reward model reads them: alone, or as the pair (theme, text) when it was trained with
+    the prompt (an encoder sees '[CLS] theme [SEP] text [SEP]'); the theme is cut first when too long."""
+    if themes is None:
+        return tokenizer(texts, truncation=True, max_length=max_length, **kwargs)
+    return tokenizer(themes, texts, truncation="only_first" if all(themes) else True, max_length=max_length, **kwargs)
+
+
 class HumorRewardModel:
     def __init__(self, path: str | Path, batch_size: int = 32, max_length: int = 256, device: str | None = None):
         self.meta, self.model, self.tokenizer, self.device = load_reward_model(
@@ -60,9 +68,10 @@ class HumorRewardModel:
         self.batch_size, self.max_length = batch_size, max_length
 
     @torch.no_grad()
-    def score(self, texts: list[str], instructions: list[str] | None = None) -> list[float]:
+    def score(self, texts: list[str], instructions: list[str] | None = None,
+              themes: list[str] | None = None) -> list[float]:
         """P(humor) per text, in [0, 1]. `instructions` (the raw prompts) are used only if the model was
-        trained on prompt + text."""
+        trained on prompt + text; a classifier reads no themes."""
         with_prompt = self.meta.get("with_prompt", False)
         if with_prompt and instructions is None:
             raise ValueError("this reward model was trained on prompt + text: pass the instructions too")
@@ -83,7 +92,8 @@ class HumorRewardModel:
 class RankingRewardModel:
     """A ranking or rating reward model (train_rm.py --rm_objective pairwise|rating): raw text -> a score in (0, 1),
     sigmoid((s - center) / scale) of its one-output head, centred and scaled by its scores on its training texts,
-    so 0.5 is a typical training text and the composite can weigh it like P(humor)."""
+    so 0.5 is a typical training text and the composite can weigh it like P(humor). A model trained with_prompt
+    reads each text beside its theme (the required words or the headline: data/prompts.py task_theme)."""
 
     def __init__(self, path: str | Path, batch_size: int = 32, max_length: int = 256, device: str | None = None):
         self.meta, self.model, self.tokenizer, self.device = load_reward_model(
@@ -92,11 +102,16 @@ class RankingRewardModel:
         self.batch_size, self.max_length = batch_size, max_length
 
     @torch.no_grad()
-    def score(self, texts: list[str], instructions: list[str] | None = None) -> list[float]:
+    def score(self, texts: list[str], instructions: list[str] | None = None,
+              themes: list[str] | None = None) -> list[float]:
+        with_prompt = self.meta.get("with_prompt", False)
+        if with_prompt and themes is None:
+            raise ValueError("this ranking reward model reads each joke beside its theme: pass the themes too")
         out = []
         for i in range(0, len(texts), self.batch_size):
-            enc = self.tokenizer(texts[i:i + self.batch_size], truncation=True, max_length=self.max_length,
-                                 padding=True, return_tensors="pt").to(self.device)
+            enc = encode_texts(self.tokenizer, texts[i:i + self.batch_size],
+                               themes[i:i + self.batch_size] if with_prompt else None, self.max_length,
+                               padding=True, return_tensors="pt").to(self.device)
             raw = self.model(**enc).logits[:, 0].float()                                    # (B,)
             out += torch.sigmoid((raw - self.meta["center"]) / self.meta["scale"]).tolist()
         return out
@@ -112,16 +127,17 @@ class EnsembleRewardModel:
             raise ValueError(f"an ensemble needs at least 2 reward models, got {len(members)}")
         self.members, self.k, self.last = members, k, ([], [])
 
-    def score(self, texts: list[str], instructions: list[str] | None = None) -> list[float]:
+    def score(self, texts: list[str], instructions: list[str] | None = None,
+              themes: list[str] | None = None) -> list[float]:
         """mean - k * std (population std) of the members' scores, per text.
 
         >>> class Fixed:
         ...     def __init__(self, p): self.p = p
-        ...     def score(self, texts, instructions=None): return [self.p] * len(texts)
+        ...     def score(self, texts, instructions=None, themes=None): return [self.p] * len(texts)
         >>> [round(s, 6) for s in EnsembleRewardModel([Fixed(0.9), Fixed(0.5)], k=1.0).score(["a joke"])]   # 0.7 - 0.2
         [0.5]
         """
-        scores = torch.tensor([m.score(texts, instructions) for m in self.members], dtype=torch.float64)   # (M, B)
+        scores = torch.tensor([m.score(texts, instructions, themes) for m in self.members], dtype=torch.float64)  # (M, B)
         mean, std = scores.mean(dim=0), scores.std(dim=0, unbiased=False)                                # (B,)
         self.last = (list(texts), std.tolist())
         return (mean - self.k * std).tolist()

@@ -35,9 +35,10 @@ from common.training import set_seed, trainer_config
 from common.update_check import UpdateSentinel, classifier_probe, score_probe
 from data.annotate import annotated_prompt_by_text, annotations_of
 from data.loaders import LabeledText, TaskPrompt, load_labeled, sample_texts
-from data.grades import load_graded, pairs_from_grades
+from common.stats import bootstrap_mean_ci
+from data.grades import load_graded, pairs_from_grades, votes_source
 from data.prompts import pick_two_words, prompt_text
-from reward.model import RM_META
+from reward.model import RM_META, encode_texts
 
 
 def classification_metrics(labels: list[int], p_humor: list[float], threshold: float = 0.5) -> dict[str, float]:
@@ -63,14 +64,15 @@ def instruction_for(row: LabeledText, annotated: dict[str, TaskPrompt]) -> str:
     return prompt_text(TaskPrompt(row.id, row.lang, "words", words=words)) if words else ""
 
 
-def raw_scores(model, tokenizer, texts: list[str], max_length: int, batch_size: int) -> list[float]:
-    """The one-output head's score of each text (a ranking or rating RM), in eval mode."""
+def raw_scores(model, tokenizer, texts: list[str], max_length: int, batch_size: int,
+               themes: list[str] | None = None) -> list[float]:
+    """The one-output head's score of each text (a ranking or rating RM; beside its theme if given), in eval mode."""
     model.eval()
     out = []
     with torch.no_grad():
         for i in range(0, len(texts), batch_size):
-            enc = tokenizer(texts[i:i + batch_size], truncation=True, max_length=max_length, padding=True,
-                            return_tensors="pt").to(model.device)
+            enc = encode_texts(tokenizer, texts[i:i + batch_size], themes[i:i + batch_size] if themes else None,
+                               max_length, padding=True, return_tensors="pt").to(model.device)
             out += model(**enc).logits[:, 0].float().tolist()
     return out
 
@@ -78,37 +80,47 @@ def raw_scores(model, tokenizer, texts: list[str], max_length: int, batch_size: 
 def ranking_metrics(score, dev_pairs: list[tuple[str, str]], dev_grades: list, train_mean_grade: float,
                     rating: bool, scale: tuple[float, float] = (0.0, 3.0)) -> dict[str, float]:
     """Held-out figures of a ranking RM (score: texts -> raw scores) on one source: pairwise accuracy on its pairs
-    (the funnier one scored higher; ties count half), Spearman with its grades, and for a rating RM the RMSE of its
+    (the funnier one scored higher; ties count half) with a bootstrap 95 % interval (_lo, _hi), beside the
+    'longer joke wins' baseline on the same pairs, Spearman with its grades, and for a rating RM the RMSE of its
     grade (the score mapped from [0, 1] back onto the source's scale) beside the mean baseline's (always predicting
     the training mean)."""
     funnier, other = score([a for a, _ in dev_pairs]), score([b for _, b in dev_pairs])
     wins = [1.0 if a > b else 0.5 if a == b else 0.0 for a, b in zip(funnier, other)]
+    longer = [1.0 if len(a) > len(b) else 0.5 if len(a) == len(b) else 0.0 for a, b in dev_pairs]
     grades = [g.grade for g in dev_grades]
-    predicted = score([g.text for g in dev_grades])
-    out = {"pairwise_accuracy": sum(wins) / len(wins) if wins else float("nan"),
+    predicted = score([g.text for g in dev_grades]) if grades else []
+    mean = lambda values: sum(values) / len(values) if values else float("nan")
+    (acc_lo, acc_hi), (len_lo, len_hi) = bootstrap_mean_ci(wins), bootstrap_mean_ci(longer)
+    out = {"pairwise_accuracy": mean(wins), "pairwise_accuracy_lo": acc_lo, "pairwise_accuracy_hi": acc_hi,
+           "longer_wins": mean(longer), "longer_wins_lo": len_lo, "longer_wins_hi": len_hi,
            "spearman": float(spearmanr(predicted, grades).statistic) if len(grades) > 1 else float("nan"),
-           "mean_baseline_rmse": float(np.sqrt(np.mean([(g - train_mean_grade) ** 2 for g in grades])))}
+           "mean_baseline_rmse": float(np.sqrt(mean([(g - train_mean_grade) ** 2 for g in grades])))}
     if rating:
         lo, hi = scale
         out["rmse"] = float(np.sqrt(np.mean([(lo + (hi - lo) * p - g) ** 2 for p, g in zip(predicted, grades)])))
     return out
 
 
-def ranking_data(cfg: RMArgs) -> tuple[list, list[tuple[str, str]], list[tuple[str, float]], dict]:
-    """(sources, training pairs, (text, normalised grade) training rows, held-out plan) of the graded sources.
+def ranking_data(cfg: RMArgs) -> tuple[list, list[tuple[str, str]], list[tuple[str, float]], dict, dict]:
+    """(sources, training pairs, (text, normalised grade) training rows, held-out plan, text -> theme) of the
+    graded sources and people's votes (vote_sources).
     Pairs: each source's human pairs plus pairs of its graded rows whose normalised grades differ by
     pair_min_grade_gap; held out: each source's held-out pairs (human ones where it has them, else derived from its
     held-out grades by the same rule) and graded rows, never trained on."""
-    sources = load_graded(cfg.graded_sources, cfg.data_dir, cfg.langs, cfg.max_rows_per_source, cfg.seed)
-    pairs, graded, held_out = [], [], {}
+    sources = load_graded(cfg.graded_sources, cfg.data_dir, cfg.langs, cfg.max_rows_per_source, cfg.seed) \
+        if cfg.graded_sources or not cfg.vote_sources else []
+    sources += [votes_source(v, cfg.seed) for v in cfg.vote_sources]
+    pairs, graded, held_out, themes = [], [], {}, {}
     for src in sources:
         pairs += src.human_pairs + pairs_from_grades(src.train, cfg.pair_min_grade_gap, src.scale, cfg.seed)
         graded += [(g.text, src.normalised(g.grade)) for g in src.train]
         held_pairs = src.held_out_pairs or pairs_from_grades(src.held_out, cfg.pair_min_grade_gap, src.scale, cfg.seed + 1)
         held_out[src.name] = {"pairs": held_pairs, "grades": src.held_out,
-                              "train_mean": float(np.mean([g.grade for g in src.train])), "scale": src.scale,
-                              "lang": src.lang, "pairs_from": "human pairs" if src.held_out_pairs else "derived from grades"}
-    return sources, pairs, graded, held_out
+                              "train_mean": float(np.mean([g.grade for g in src.train])) if src.train else float("nan"),
+                              "scale": src.scale, "lang": src.lang, "ties": src.ties,
+                              "pairs_from": "human pairs" if src.held_out_pairs else "derived from grades"}
+        themes.update(src.themes)
+    return sources, pairs, graded, held_out, themes
 
 
 def train_ranking(cfg: RMArgs) -> dict:
@@ -117,7 +129,7 @@ def train_ranking(cfg: RMArgs) -> dict:
     chosen languages; its meta records the training scores' mean and std, so that the reward component
     rank_reward = sigmoid((score - mean) / std) sits in (0, 1) like P(humor)."""
     stage = cfg.stage_name
-    sources, pairs, graded, held_out = ranking_data(cfg)
+    sources, pairs, graded, held_out, themes = ranking_data(cfg)
     if cfg.dry_run:
         return dry_run(cfg, stage, rm_objective=cfg.rm_objective, train_pairs=len(pairs), graded_train=len(graded),
                        sources={s.name: {"lang": s.lang, "train": len(s.train), "held_out": len(s.held_out),
@@ -127,7 +139,8 @@ def train_ranking(cfg: RMArgs) -> dict:
     started = start_clock(resume)
     model, tokenizer = load_classifier(cfg.rm_backbone, num_labels=1)
     callbacks = [tensorboard_callback(out), StageState(started)]
-    encode = lambda texts: tokenizer(texts, truncation=True, max_length=cfg.max_length)["input_ids"]
+    theme_of = lambda texts: [themes.get(t, "") for t in texts] if cfg.with_prompt else None
+    encode = lambda texts: encode_texts(tokenizer, texts, theme_of(texts), cfg.max_length)["input_ids"]
     if cfg.rm_objective == "pairwise":
         # pre-tokenized as an encoder does ([CLS] ... [SEP]), so TRL appends no EOS of its own
         data = Dataset.from_dict({"chosen_ids": encode([a for a, _ in pairs]), "rejected_ids": encode([b for _, b in pairs])})
@@ -136,7 +149,7 @@ def train_ranking(cfg: RMArgs) -> dict:
         size = len(pairs)
     else:
         model.config.problem_type = "regression"
-        enc = tokenizer([text for text, _ in graded], truncation=True, max_length=cfg.max_length)
+        enc = encode_texts(tokenizer, [text for text, _ in graded], theme_of([text for text, _ in graded]), cfg.max_length)
         data = Dataset.from_dict({**enc, "labels": [grade for _, grade in graded]})
         trainer = Trainer(model=model, args=trainer_config(TrainingArguments, cfg, out), train_dataset=data,
                           processing_class=tokenizer, data_collator=DataCollatorWithPadding(tokenizer), callbacks=callbacks)
@@ -145,40 +158,48 @@ def train_ranking(cfg: RMArgs) -> dict:
     trainer.train(resume_from_checkpoint=resume)
     moved = sentinel.check(model, stage, trainer.state.global_step)
 
-    score = lambda texts: raw_scores(model, tokenizer, texts, cfg.max_length, cfg.eval_batch_size)
+    score = lambda texts: raw_scores(model, tokenizer, texts, cfg.max_length, cfg.eval_batch_size, theme_of(texts))
     metrics = {name: ranking_metrics(score, h["pairs"], h["grades"], h["train_mean"], cfg.rm_objective == "rating",
                                      h["scale"]) for name, h in held_out.items()}
-    reference = score([text for text, _ in random.Random(cfg.seed).sample(graded, min(2000, len(graded)))])
+    texts = [text for text, _ in graded] or sorted({t for pair in pairs for t in pair})   # votes alone: their jokes
+    reference = score(random.Random(cfg.seed).sample(texts, min(2000, len(texts))))
     center, scale = float(np.mean(reference)), float(np.std(reference)) or 1.0
     log_scalars(out, {f"eval/{name}/{k}": v for name, m in metrics.items() for k, v in m.items()},
                 trainer.state.global_step)
-    headline = "; ".join(f"{name}: " + ", ".join(f"{k} {v:.3f}" for k, v in m.items()) for name, m in metrics.items())
+    headline = "; ".join(f"{name}: pairwise accuracy {m['pairwise_accuracy']:.3f} ({m['pairwise_accuracy_lo']:.3f}-"
+                         f"{m['pairwise_accuracy_hi']:.3f}), longer wins {m['longer_wins']:.3f}, spearman "
+                         f"{m['spearman']:.3f}" for name, m in metrics.items())
     print(f"[{stage}] held-out: {headline}")
 
     def save(directory):
         trainer.save_model(str(directory))
         (directory / RM_META).write_text(json.dumps(
             {"backbone": cfg.rm_backbone, "objective": cfg.rm_objective, "center": center, "scale": scale,
-             "with_prompt": False, "max_length": cfg.max_length, "graded_sources": [s.name for s in sources],
+             "with_prompt": cfg.with_prompt, "max_length": cfg.max_length, "graded_sources": [s.name for s in sources],
              "langs": sorted({s.lang for s in sources})}, indent=2))
 
     save_atomically(out / "final", save)
     where = "" if cfg.data_dir else " (the shipped sample: a slice of the training rows, for tests only)"
     report = [f"held out{where}: pairs from each source's held-out file (human pairs where it has them), grades "
               "from the same rows; RMSE on the source's own scale", "",
-              "| source | lang | pairs | pairwise accuracy | graded rows | Spearman | RMSE | mean baseline RMSE |",
-              "|---|---|---|---|---|---|---|---|"]
+              "| source | lang | pairs | pairwise accuracy (95 % CI) | longer joke wins (95 % CI) | graded rows | "
+              "Spearman | RMSE | mean baseline RMSE |", "|---|---|---|---|---|---|---|---|---|"]
     for name, m in metrics.items():
         h = held_out[name]
-        report.append(f"| {name} | {h['lang']} | {len(h['pairs'])} ({h['pairs_from']}) | {m['pairwise_accuracy']:.4f} | "
+        ties = f", {h['ties']} ties / neither not scored" if h["ties"] else ""
+        report.append(f"| {name} | {h['lang']} | {len(h['pairs'])} ({h['pairs_from']}{ties}) | "
+                      f"{m['pairwise_accuracy']:.3f} ({m['pairwise_accuracy_lo']:.3f} to {m['pairwise_accuracy_hi']:.3f}) | "
+                      f"{m['longer_wins']:.3f} ({m['longer_wins_lo']:.3f} to {m['longer_wins_hi']:.3f}) | "
                       f"{len(h['grades'])} | {m['spearman']:.4f} | {m.get('rmse', float('nan')):.4f} | "
                       f"{m['mean_baseline_rmse']:.4f} |")
     report += ["", f"trained on {size} {'pairs' if cfg.rm_objective == 'pairwise' else 'graded texts'} from "
-               f"{[s.name for s in sources]}, steps {trainer.state.global_step}; "
+               f"{[s.name for s in sources]}{' (each text read beside its theme)' if cfg.with_prompt else ''}, "
+               f"steps {trainer.state.global_step}; "
                f"reward = sigmoid((score - {center:.3f}) / {scale:.3f})", "", f"weights moved: {moved}"]
     return finish_stage(out, stage, {
         "objective": cfg.rm_objective, "held_out": metrics, "train_size": size, "steps": trainer.state.global_step,
         "graded_sources": [s.name for s in sources], "center": center, "scale": scale, "update_check": moved,
+        "held_out_is_sample": not cfg.data_dir and not cfg.vote_sources, "with_prompt": cfg.with_prompt,
         "model_dir": str(out / "final")}, report, started, headline=headline)
 
 

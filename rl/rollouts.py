@@ -35,7 +35,7 @@ def generate_rows(model, tokenizer, tasks: list[TaskPrompt], cfg, fns: dict, sam
     rows = []
     for i, (task, sample) in enumerate(zip(tasks, samples)):
         rows.append({"id": task.id, "lang": task.lang, "prompt_type": task.prompt_type, "headline": task.headline,
-                     "words": columns["words"][i], "prompt": columns["instruction"][i],
+                     "words": columns["words"][i], "prompt": columns["instruction"][i], "theme": columns["theme"][i],
                      "sample": i % samples_per_prompt, "text": sample.text, "finished": sample.finished,
                      "num_tokens": sample.num_tokens, **{k: v[i] for k, v in scores.items()}})
     return rows

@@ -6,8 +6,9 @@ import math
 
 import pytest
 
-from eval.arena import (ELO_MEAN, ELO_PER_NAT, Battle, LLMJudge, ScoreJudge, arena, best_of_rows, bootstrap_intervals,
-                        bradley_terry, judge_battles, pairings, win_matrix)
+from eval.arena import (ELO_MEAN, ELO_PER_NAT, Battle, LLMJudge, ScoreJudge, arena, bootstrap_intervals, bradley_terry,
+                        judge_battles, pairings, win_matrix)
+from eval.metrics import best_of_rows
 from tests.conftest import TINY
 
 
@@ -83,7 +84,7 @@ def test_bootstrap_intervals_hold_the_estimate_are_seeded_and_narrow_with_more_p
 class FirstAlwaysWins:
     name = "first"
 
-    def prepare(self, prompts, texts):
+    def prepare(self, prompts, texts, themes):
         pass
 
     def prefer(self, prompts, first, second):
@@ -158,7 +159,7 @@ def test_the_arena_on_a_tiny_run_writes_its_leaderboard_plot_and_flags_a_trainin
     run_dir, _ = run
     common = ["--config", TINY, "--runs_dir", str(run_dir.parent), "--run_name", run_dir.name,
               "--samples_per_prompt", "2", "--arena_bootstrap", "20"]
-    result = arena_main(common + ["--arena_judge", "component:rm_reward", "--best_of", "[sft]", "--rank_by", "total"])
+    result = arena_main(common + ["--arena_judge", "component:rm_reward", "--arena_best_of", "[sft]", "--rank_by", "total"])
     names = {row["policy"] for row in result["leaderboard"]}
     assert {"base", "sft", "grpo", "sft_best_of_2"} <= names
     assert result["judge_independent"] is False                    # GRPO trained on rm_reward
@@ -215,3 +216,16 @@ def test_the_judge_is_checked_against_people_beside_the_length_baseline():
     assert check["decisive"] == 4 and check["agreement"] == 1.0 and check["agreement_ci95"] == [1.0, 1.0]
     assert check["longer_wins"] == 0.75
     assert check["judge_tie_rate_on_people_ties"] == 0.5 and check["judge_tie_rate_on_decisive"] == 0.0
+
+
+@pytest.mark.parametrize("settings, message", [
+    ({"arena_judge": "judge-me"}, "expected component:<name>, rm:<dir> or llm:<model>"),
+    ({"arena_judge": "component:"}, "expected component:<name>"),
+    ({"arena_judge": "component:rank_reward", "arena_best_of": ["sft"], "samples_per_prompt": 1},
+     "needs samples_per_prompt >= 2"),
+])
+def test_arena_settings_are_checked_before_anything_loads(settings, message):
+    from common.stage_configs import EvalArgs
+
+    with pytest.raises(ValueError, match=message):
+        EvalArgs(**settings)

@@ -11,7 +11,7 @@ from reward.composite import build_components, score, trl_reward_functions
 
 class FixedRM:
     """Stands in for the classifier: P(humor) = 0.8 for every text."""
-    def score(self, texts, instructions=None):
+    def score(self, texts, instructions=None, themes=None):
         return [0.8] * len(texts)
 
 
@@ -54,7 +54,7 @@ def test_composite_is_the_seed_formula():
 
 def test_composite_rejects_nan_and_unknown_components():
     class NanRM:
-        def score(self, texts, instructions=None):
+        def score(self, texts, instructions=None, themes=None):
             return [math.nan] * len(texts)
     cfg = RewardArgs()
     with pytest.raises(ValueError, match="rm_reward gave nan for the text 'odd'"):
@@ -105,7 +105,7 @@ def test_default_preset_makes_each_hack_cost_reward():
     """Under the default preset a clean joke beats each hack even when the RM scores the hack higher;
     under the seed's formula (no guards) the Arabic hack wins."""
     class HackLovingRM:
-        def score(self, texts, instructions=None):
+        def score(self, texts, instructions=None, themes=None):
             return [0.70 if t == CLEAN_ZH else 0.98 for t in texts]
     texts = [CLEAN_ZH, ARABIC_HACK, CODE_HACK]
     cols = dict(lang=["zh"] * 3, words=[None] * 3, finished=[True, False, False])
@@ -123,7 +123,7 @@ def test_grpo_reward_functions_run_each_component_once_per_step_over_all_prompt_
     class CountingRM:
         calls = []
 
-        def score(self, texts, instructions=None):
+        def score(self, texts, instructions=None, themes=None):
             self.calls.append(len(texts))
             return [0.8] * len(texts)
 

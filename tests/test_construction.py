@@ -110,7 +110,7 @@ def test_preference_trainer_loss_equals_the_pure_loss_on_the_same_logprobs(tmp_p
 
 
 class FixedRM:
-    def score(self, texts, instructions=None):
+    def score(self, texts, instructions=None, themes=None):
         return [0.8] * len(texts)
 
 

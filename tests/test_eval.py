@@ -102,7 +102,8 @@ def test_export_merges_into_a_plain_folder_with_identical_greedy_outputs(run, tm
 
 
 def test_submission_picks_covering_samples_and_validation_lists_every_failure(run, tmp_path):
-    from eval.submit import choose_best, main as submit, validate, write_submission
+    from eval.metrics import best_of_rows
+    from eval.submit import main as submit, validate, write_submission
     from data.loaders import read_task_tsv
 
     run_dir, _ = run
@@ -115,9 +116,10 @@ def test_submission_picks_covering_samples_and_validation_lists_every_failure(ru
     # a tiny random model writes no real words: its failures are listed, one per problem
     assert report["failures"] == len(report["failure_list"])
 
-    # choose_best: coverage first, then total
-    rows = [{"coverage_reward": 0.5, "total": 0.9}, {"coverage_reward": 1.0, "total": 0.4}]
-    assert choose_best(rows)["total"] == 0.4 and choose_best([rows[0]])["total"] == 0.9
+    # select-best: coverage first, then rank_by
+    rows = [{"id": "1", "coverage_reward": 0.5, "total": 0.9}, {"id": "1", "coverage_reward": 1.0, "total": 0.4}]
+    assert best_of_rows(rows, "total")[0]["total"] == 0.4 and best_of_rows([rows[0]], "total")[0]["total"] == 0.9
+    assert report["rank_by"] == "total"
 
     tasks = read_task_tsv(tsv)
     good = tmp_path / "good.tsv"

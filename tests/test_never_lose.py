@@ -130,7 +130,7 @@ def test_empty_and_punctuation_only_completions_never_earn_a_positive_total():
     from reward.composite import build_components, score
 
     class GenerousRM:
-        def score(self, texts, instructions=None):
+        def score(self, texts, instructions=None, themes=None):
             return [1.0] * len(texts)                       # the worst case: the RM loves everything
 
     cfg = RewardArgs()                                      # the default weights

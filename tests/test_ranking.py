@@ -55,7 +55,9 @@ def test_ranking_objectives_train_on_the_tiny_model_and_score_through_rank_rewar
     from eval.evaluate import run_report
     lines = run_report(EvalArgs(run_name="r", runs_dir=str(tmp_path)), tmp_path / "r", {}, {"sft": []}, tmp_path)
     row = next(l for l in lines if l.startswith("| humicroedit |"))
-    assert f"{s['held_out']['humicroedit']['pairwise_accuracy']:.4f}" in row
+    figures = s["held_out"]["humicroedit"]
+    assert (f"{figures['pairwise_accuracy']:.3f} ({figures['pairwise_accuracy_lo']:.3f} to "
+            f"{figures['pairwise_accuracy_hi']:.3f})") in row and f"{figures['longer_wins']:.3f}" in row
 
 
 def test_rating_rmse_maps_the_score_back_onto_the_sources_scale():
@@ -200,7 +202,7 @@ def test_normalised_grades_span_exactly_0_to_1_over_each_sources_documented_scal
         assert all(0.0 <= src.normalised(g.grade) <= 1.0 for g in src.train + src.held_out), name
 
     # the rating objective's training targets, as train_rm builds them: every source reaches 0 and 1
-    _, _, graded, _ = ranking_data(cfg)
+    _, _, graded, _, _ = ranking_data(cfg)
     by_source = {}
     for text, target in graded:
         source = next(n for n, s in sources.items() if text in {g.text for g in s.train})
@@ -224,7 +226,7 @@ def test_graded_pairs_respect_pair_min_grade_gap_and_their_count_follows_it(tmp_
     for gap in (0.0, 0.1, 0.3, 0.6):
         cfg = RMArgs(rm_objective="pairwise", graded_sources=["hahackathon", "rjokes"], data_dir=str(tmp_path),
                      langs=["en"], pair_min_grade_gap=gap)
-        _, pairs, _, held_out = ranking_data(cfg)
+        _, pairs, _, held_out, _ = ranking_data(cfg)
         assert pairs, gap
         for funnier, other in pairs:
             assert norm[funnier] - norm[other] >= gap - 1e-9, (gap, funnier, other)
@@ -242,3 +244,75 @@ def test_graded_pairs_respect_pair_min_grade_gap_and_their_count_follows_it(tmp_
     assert sorted(pairs_from_grades(rows, 0.0, (0.0, 3.0))) == [("c", "a"), ("c", "b"), ("d", "a"), ("d", "b"),
                                                                  ("d", "c")]
     assert sorted(pairs_from_grades(rows, 0.4, (0.0, 3.0))) == [("d", "a"), ("d", "b"), ("d", "c")]   # 1.2 points
+
+
+def _votes_file(path):
+    """Side-by-side votes on 12 themes: the joke that names its theme's word wins; one tie per theme."""
+    rows = []
+    for i in range(12):
+        theme = f"word{i}, thing{i}"
+        rows += [{"theme": theme, "a": f"My word{i} ate the thing{i}.", "b": f"Nothing happened {i}.", "winner": "a"},
+                 {"theme": theme, "a": f"Plain text {i}.", "b": f"The word{i} sued the thing{i}.", "winner": "b"},
+                 {"theme": theme, "a": f"Tie {i} one.", "b": f"Tie {i} two.", "winner": "tie"}]
+    path.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    return path
+
+
+def test_people_votes_are_a_ranking_source_held_out_by_theme_with_ties_counted(tmp_path):
+    from data.grades import votes_source
+
+    src = votes_source(str(_votes_file(tmp_path / "votes.jsonl")), seed=0)
+    held_themes = {src.themes[a] for a, _ in src.held_out_pairs}
+    assert len(held_themes) == 1 and src.ties == 1                       # 10 % of 12 themes, rounded: 1
+    assert len(src.human_pairs) == 22 and len(src.held_out_pairs) == 2
+    assert not held_themes & {src.themes[a] for a, _ in src.human_pairs}
+    assert all(a.startswith(("My word", "The word")) for a, _ in src.human_pairs + src.held_out_pairs)   # winner first
+
+
+def test_humicroedit_task2_reads_as_votes_with_its_ties():
+    from data.preferences import humicroedit_votes, vote_counts
+
+    votes = humicroedit_votes(None)
+    counts = vote_counts(votes)
+    assert counts["a"] + counts["b"] + counts["tie"] == len(votes) == 10 and counts["none"] == 0
+    v = votes[0]
+    assert (v.prompt, v.a, v.b, v.winner) == ("City council approves new budget for road repairs",
+                                              "City council approves new trampoline for road repairs",
+                                              "City toddlers approves new budget for road repairs", "a")
+
+
+def test_a_prompt_aware_ranking_rm_reads_each_joke_beside_its_theme(tmp_path):
+    from reward.model import RankingRewardModel
+    from reward.train_rm import main as train_rm
+
+    votes = _votes_file(tmp_path / "votes.jsonl")
+    common = ["--config", TINY, "--runs_dir", str(tmp_path), "--run_name", "r"]
+    s = train_rm(common + ["--rm_objective", "pairwise", "--max_steps", "4", "--with_prompt", "true",
+                           "--graded_sources", "[]", "--vote_sources", f"[{votes}]"])
+    figures = s["held_out"]["votes.jsonl"]
+    assert figures["pairwise_accuracy_lo"] <= figures["pairwise_accuracy"] <= figures["pairwise_accuracy_hi"]
+    assert figures["longer_wins_lo"] <= figures["longer_wins"] <= figures["longer_wins_hi"]
+    report = (tmp_path / "r" / "rm_pairwise" / "report.md").read_text()
+    assert "longer joke wins (95 % CI)" in report and "1 ties / neither not scored" in report
+    rm = RankingRewardModel(tmp_path / "r" / "rm_pairwise" / "final")
+    assert rm.meta["with_prompt"] is True
+    text = "My cactus filed a lawsuit."
+    with torch.no_grad():
+        enc = rm.tokenizer(["cactus, lawsuit"], [text], return_tensors="pt")
+        raw = rm.model(**enc).logits[0, 0].item()
+    assert rm.score([text], themes=["cactus, lawsuit"])[0] == pytest.approx(
+        torch.sigmoid(torch.tensor((raw - rm.meta["center"]) / rm.meta["scale"])).item(), abs=1e-5)
+    assert rm.score([text], themes=["cactus, lawsuit"]) != pytest.approx(rm.score([text], themes=["tax, bread"]))
+    with pytest.raises(ValueError, match="pass the themes too"):
+        rm.score([text])
+
+
+def test_ranking_figures_carry_an_interval_and_the_length_baseline_by_hand():
+    from reward.train_rm import ranking_metrics
+
+    # 4 pairs: the RM is right on 3 (scores by a lookup); the longer joke is the funnier one in 2 of 4
+    scores = {"long funny": 3, "s": 1, "funny": 2, "a long flat one": 1, "yes!": 5, "no": 0, "ok": 1, "longer okay": 2}
+    pairs = [("long funny", "s"), ("funny", "a long flat one"), ("yes!", "no"), ("ok", "longer okay")]
+    m = ranking_metrics(lambda texts: [scores[t] for t in texts], pairs, [], train_mean_grade=0.0, rating=False)
+    assert m["pairwise_accuracy"] == 0.75 and m["longer_wins"] == 0.5
+    assert m["pairwise_accuracy_lo"] < 0.75 < m["pairwise_accuracy_hi"] <= 1.0
