@@ -5,6 +5,7 @@ A source gives training rows and held-out rows never trained on, each with a gra
 | source      | lang | grade                                   | scale  | held-out rows                  |
 |-------------|------|-----------------------------------------|--------|--------------------------------|
 | humicroedit | en   | mean of five 0-3 grades of an edit      | 0-3    | task-1 dev (+ task-2 dev pairs)|
+|             |      | (+ FunLines' train files where present) |        |                                |
 | hahackathon | en   | mean humor rating of humorous texts     | 0-5    | a seeded 10 % of the file      |
 | rjokes      | en   | r/Jokes upvote score (log-scaled)       | 0-11   | test.tsv.gz                    |
 | haha2021    | es   | mean 1-5 vote of humorous tweets        | 1-5    | dev gold file                  |
@@ -132,10 +133,14 @@ def _humicroedit(data_dir: Path | None, seed: int) -> GradedSource:
     if data_dir is None:                      # the shipped sample: no held-out file, a slice for tests only
         train = read_humicroedit_grades(SAMPLE_DIR / "humicroedit_grades.csv")
         held_out = train[::4]
-    else:
+    else:                                     # + FunLines (the same task, other headlines) where the files are there
         task1 = Path(data_dir) / "humicroedit" / "task-1"
         train, held_out = read_humicroedit_grades(task1 / "train.csv"), read_humicroedit_grades(task1 / "dev.csv")
+        if (task1 / "train_funlines.csv").is_file():
+            train += read_humicroedit_grades(task1 / "train_funlines.csv")
     human_examples = load_humicroedit(data_dir)
+    if data_dir and (Path(data_dir) / "humicroedit" / "task-2" / "train_funlines.csv").is_file():
+        human_examples += load_humicroedit(data_dir, split="train_funlines")
     held_examples = load_humicroedit(data_dir, split="dev") if data_dir else human_examples
     themes = {g.text: g.group.strip('" ') for g in train + held_out}       # an edit's theme: the original headline
     themes.update({text: ex.task.headline for ex in human_examples + held_examples for text in ex.completions})

@@ -71,7 +71,8 @@ def read_humicroedit_pairs(path: Path, min_grade_gap: float = 0.0) -> list[Prefe
 
 
 def load_humicroedit(data_dir: Path | None, min_grade_gap: float = 0.0, split: str = "train") -> list[PreferenceExample]:
-    """Task-2 human pairs: 'train' or 'dev' with --data_dir; the shipped sample without (for tests and demos)."""
+    """Task-2 human pairs: 'train', 'train_funlines' or 'dev' with --data_dir; the shipped sample without (for tests
+    and demos)."""
     if data_dir is None:
         return read_humicroedit_pairs(SAMPLE_DIR / "humicroedit_pairs.csv", min_grade_gap)
     return read_humicroedit_pairs(Path(data_dir) / "humicroedit" / "task-2" / f"{split}.csv", min_grade_gap)
