@@ -106,7 +106,7 @@ def acquire_lock(directory: Path, stage: str) -> None:
         text = lock.read_text().strip()
         holder = int(text) if text.isdigit() else None
         if holder is not None and holder != os.getpid() and _alive(holder):
-            raise RuntimeError(f"{directory} is in use by process {holder} (lock {lock}): another '{stage}' run with "
+            raise FileExistsError(f"{directory} is in use by process {holder} (lock {lock}): another '{stage}' run with "
                                f"this run_name is going on. Wait for it, or pick another --run_name") from None
         if holder != os.getpid():
             print(f"[{stage}] taking over {lock}, left by process {holder}, which is no longer running")

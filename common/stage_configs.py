@@ -600,8 +600,22 @@ RANGES = {
 }
 
 
+# TRL / transformers settings passed through under their own names (trainer_args) that those libraries only
+# check when training starts, or never (gradient_accumulation_steps 0 ends in a ZeroDivisionError after loading)
+TRAINER_RANGES = {
+    "gradient_accumulation_steps": _AT_LEAST_1, "per_device_train_batch_size": _AT_LEAST_1,
+    "per_device_eval_batch_size": _AT_LEAST_1, "num_train_epochs": _POSITIVE, "warmup_ratio": _SHARE,
+    "warmup_steps": _NON_NEGATIVE, "weight_decay": _NON_NEGATIVE, "max_grad_norm": _NON_NEGATIVE,
+    "adam_beta1": Range(0, 1, high_open=True), "adam_beta2": Range(0, 1, high_open=True), "adam_epsilon": _POSITIVE,
+    "logging_steps": _POSITIVE, "save_steps": _POSITIVE, "eval_steps": _POSITIVE, "save_total_limit": _AT_LEAST_1,
+    "generation_batch_size": _AT_LEAST_1, "steps_per_generation": _AT_LEAST_1, "num_iterations": _AT_LEAST_1,
+    "epsilon": _POSITIVE, "epsilon_high": _POSITIVE, "max_length": _AT_LEAST_1, "max_prompt_length": _AT_LEAST_1,
+}
+
+
 def check_ranges(cfg) -> None:
-    """Refuse a numeric field outside its range (RANGES), naming it, before anything loads.
+    """Refuse a numeric field outside its range (RANGES), or a pass-through trainer setting outside its range
+    (TRAINER_RANGES), naming it, before anything loads.
 
     >>> check_ranges(PPOArgs(kl_beta=-1.0))
     Traceback (most recent call last):
@@ -611,5 +625,18 @@ def check_ranges(cfg) -> None:
         value, allowed = getattr(cfg, f.name), RANGES.get(f.name)
         if allowed is None or value is None or isinstance(value, bool):
             continue
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ValueError(f"{f.name} must be a finite number, got {value!r}")
         if value not in allowed:
             raise ValueError(f"{f.name} must be {allowed}, got {value!r}")
+    for name, value in (getattr(cfg, "trainer_args", None) or {}).items():
+        allowed = TRAINER_RANGES.get(name)
+        if isinstance(value, str) and allowed is not None:
+            try:
+                value = float(value)            # 'inf' / 'nan' stay strings in YAML
+            except ValueError:
+                raise ValueError(f"{name} must be a number {allowed}, got {value!r}") from None
+        if allowed is None or value is None or isinstance(value, bool) or not isinstance(value, (int, float)):
+            continue
+        if not math.isfinite(value) or value not in allowed:
+            raise ValueError(f"{name} must be {allowed if math.isfinite(value) else 'a finite number'}, got {value!r}")

@@ -120,6 +120,10 @@ def _read_file(path: Path, encoding: str) -> list[tuple[str, dict]]:
     tsv = path.suffix == ".tsv"      # TSVs go unquoted (MWAHAHA's headlines hold unbalanced '"')
     reader = csv.DictReader(io.StringIO(text, newline=""), delimiter="\t" if tsv else ",",
                             quoting=csv.QUOTE_NONE if tsv else csv.QUOTE_MINIMAL)   # quoted CSV fields may hold newlines
+    header = reader.fieldnames or []
+    repeated = sorted({name for name in header if header.count(name) > 1})
+    if repeated:        # DictReader would keep the last column of a name and drop the others without a word
+        raise ValueError(f"{path}:1: column(s) {repeated} appear more than once in the header {header}")
     out = []
     for row in reader:
         where = f"{path}:{reader.line_num}"

@@ -211,8 +211,9 @@ def _words(value, where: str) -> tuple[str, ...]:
 
 def read_user_prompts(spec: SourceSpec) -> list[TaskPrompt]:
     """Task prompts from your file: a headline, or two words ('words' as a list or 'a, b', or word1 + word2);
-    optional id, lang and prompt_type. '-' counts as empty, as in MWAHAHA's files."""
-    out = []
+    optional id, lang and prompt_type. '-' counts as empty, as in MWAHAHA's files. An id given twice is refused
+    with both places: the held-out split goes by id, so a repeated id would silently take other prompts with it."""
+    out, first_seen = [], {}
     for where, row in read_records(spec):
         get = lambda name: (v if (v := field_value(row, spec, name, where, required=False)) != "-" else None)
         headline, words = get("headline"), get("words")
@@ -227,6 +228,9 @@ def read_user_prompts(spec: SourceSpec) -> list[TaskPrompt]:
             raise ValueError(f"{where}: prompt_type {prompt_type!r} does not match the row's fields {sorted(row)}")
         text = " ".join([str(headline or ""), *(_words(words, where) if words else [])])
         lang, pid = _row_lang(row, spec, where, text), str(get("id") or where)
+        if pid in first_seen:
+            raise ValueError(f"{where}: id {pid!r} already used at {first_seen[pid]}; ids must be unique")
+        first_seen[pid] = where
         both = headline and words and prompt_type is None       # an annotated joke: both of its prompts
         if headline and prompt_type in (None, "headline"):
             out.append(TaskPrompt(f"{pid}:headline" if both else pid, lang, "headline", headline=str(headline)))
@@ -254,9 +258,12 @@ def _select(loaders: dict, user_loader, sources: list, data_dir, langs, max_rows
             found = loaders[source](Path(data_dir) if data_dir else None)
         else:
             found = user_loader(parse_source(source, kind))
+        read = len(found)
         found = [r for r in found if r.lang in langs]
         if max_rows_per_source is not None and len(found) > max_rows_per_source:
             found = random.Random(seed).sample(found, max_rows_per_source)
+        if not found and len(sources) > 1:
+            print(f"[data] warning: {kind} source {source!r} gave no rows ({read} read, none in languages {list(langs)})")
         rows += found
     if not rows:
         raise ValueError(f"no {kind} rows in sources {sources} for languages {langs}")
@@ -268,7 +275,14 @@ def load_labeled(sources, data_dir=None, langs=LANGS, max_rows_per_source=None, 
 
 
 def load_prompts(sources, data_dir=None, langs=LANGS, max_rows_per_source=None, seed=0) -> list[TaskPrompt]:
-    return _select(PROMPT_SOURCES, read_user_prompts, sources, data_dir, langs, max_rows_per_source, seed, "prompt")
+    """Task prompts of every source; an id two sources share is refused (the held-out split goes by id)."""
+    prompts = _select(PROMPT_SOURCES, read_user_prompts, sources, data_dir, langs, max_rows_per_source, seed, "prompt")
+    ids = [p.id for p in prompts]
+    repeated = sorted({i for i in ids if ids.count(i) > 1}) if len(set(ids)) < len(ids) else []
+    if repeated:
+        raise ValueError(f"prompt sources {sources}: id(s) {repeated[:5]} occur more than once across the sources; "
+                         f"ids must be unique (rename one source's ids)")
+    return prompts
 
 
 def split_prompts(prompts: list[TaskPrompt], n_eval: int, seed: int) -> tuple[list[TaskPrompt], list[TaskPrompt]]:

@@ -414,9 +414,17 @@ def parse_vote(row: dict, columns: dict, where: str, lang: str | None = None) ->
 
 def read_votes(source) -> list[Vote]:
     """Every vote of a side-by-side file (.jsonl, .json array, .csv, ...; a path or {path, columns, lang}); ties
-    and 'neither' are kept: training uses the decisive votes, the arena's judge check uses them all."""
+    and 'neither' are kept: training uses the decisive votes, the arena's judge check uses them all. A preference
+    row in any shape parse_preference_row reads (TRL, ms-swift, LLaMA-Factory) is a decisive vote for its chosen."""
     spec = parse_source(source, "votes")
-    votes = [parse_vote(row, spec.columns, where, spec.lang) for where, row in read_records(spec)]
+    votes = []
+    for where, row in read_records(spec):
+        if is_vote_row(row) or "winner" in spec.columns:
+            votes.append(parse_vote(row, spec.columns, where, spec.lang))
+            continue
+        row = {**row, **{ours: row[theirs] for ours, theirs in spec.columns.items() if theirs in row}}
+        _, prompt, chosen, rejected, _ = parse_preference_row(row, where)
+        votes.append(Vote(prompt, chosen, rejected, "a", spec.lang or detect_lang(prompt + " " + chosen), where))
     if not votes:
         raise ValueError(f"{spec.path}: no votes in the file")
     return votes

@@ -229,3 +229,15 @@ def test_arena_settings_are_checked_before_anything_loads(settings, message):
 
     with pytest.raises(ValueError, match=message):
         EvalArgs(**settings)
+
+
+def test_chosen_rejected_files_read_as_decisive_votes(tmp_path):
+    from data.preferences import read_votes
+
+    path = tmp_path / "pairs.json"
+    path.write_text(json.dumps([{"prompt": "cactus, lawsuit", "chosen": "The cactus sued.", "rejected": "Cactus."},
+                                {"conversations": [{"from": "human", "value": "tax"}], "chosen": {"from": "gpt", "value": "My taxes left me."},
+                                 "rejected": {"from": "gpt", "value": "Tax."}}]))
+    votes = read_votes(str(path))
+    assert [(v.prompt, v.a, v.b, v.winner) for v in votes] == [("cactus, lawsuit", "The cactus sued.", "Cactus.", "a"),
+                                                               ("tax", "My taxes left me.", "Tax.", "a")]

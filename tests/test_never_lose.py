@@ -47,7 +47,7 @@ def test_a_kill_inside_a_checkpoint_save_resumes_to_the_same_end(tmp_path, capsy
 
 
 def test_a_second_process_on_the_same_run_stops_and_a_dead_ones_lock_is_taken_over(tmp_path, capsys):
-    from sft.sft import main as sft
+    from sft.sft import entry, main as sft
 
     stage = tmp_path / "r" / "sft"
     stage.mkdir(parents=True)
@@ -55,8 +55,11 @@ def test_a_second_process_on_the_same_run_stops_and_a_dead_ones_lock_is_taken_ov
     try:
         (stage / ".lock").write_text(str(sleeper.pid))
         args = ["--config", TINY, "--runs_dir", str(tmp_path), "--run_name", "r", "--max_steps", "2", "--eval_prompts", "2"]
-        with pytest.raises(RuntimeError, match=f"in use by process {sleeper.pid}"):
-            sft(args)
+        with pytest.raises(SystemExit) as stopped:            # a user error: one line, exit 2, no traceback
+            entry(args)
+        err = capsys.readouterr().err
+        assert stopped.value.code == 2 and err.startswith("error: ") and f"in use by process {sleeper.pid}" in err
+        assert "Traceback" not in err and len(err.strip().splitlines()) == 2       # the error and the --debug hint
     finally:
         sleeper.kill()
         sleeper.wait()

@@ -352,3 +352,57 @@ def test_preference_columns_can_be_mapped(tmp_path):
     path = write_jsonl(tmp_path / "pairs.jsonl", [{"question": "A joke about soup?", "good": "Souper.", "bad": "Soup."}])
     [row] = read_preferences({"path": str(path), "columns": {"prompt": "question", "chosen": "good", "rejected": "bad"}})
     assert row.task.headline == "A joke about soup?" and row.completions == ("Souper.", "Soup.")
+
+
+def test_a_header_with_a_repeated_column_is_refused(tmp_path):
+    from data.loaders import load_labeled
+
+    path = tmp_path / "dup.csv"
+    path.write_text("text,label,text\nA joke,1,another text\n", encoding="utf-8")
+    with pytest.raises(ValueError, match=r"dup.csv:1: column\(s\) \['text'\] appear more than once"):
+        load_labeled([str(path)], None, ["en"], None, 0)
+
+
+@pytest.mark.parametrize("flag, value", [("learning_rate", "inf"), ("learning_rate", "nan"), ("kl_beta", "inf")])
+def test_non_finite_numbers_are_refused_before_anything_loads(flag, value):
+    from common.config import parse_config
+    from common.stage_configs import GRPOArgs
+
+    with pytest.raises(ValueError, match=f"{flag} must be a finite number"):
+        parse_config(GRPOArgs, "grpo", ["--config", TINY, f"--{flag}", value])
+
+
+def test_a_repeated_prompt_id_is_refused_with_both_places(tmp_path):
+    from data.loaders import load_prompts
+
+    path = write_jsonl(tmp_path / "p.jsonl", [{"id": "x", "headline": "A"}, {"id": "y", "headline": "B"},
+                                              {"id": "x", "words": "cactus, lawsuit"}])
+    with pytest.raises(ValueError, match=r"p.jsonl:3: id 'x' already used at .*p.jsonl:1"):
+        load_prompts([str(path)], None, ["en"])
+    other = write_jsonl(tmp_path / "q.jsonl", [{"id": "y", "headline": "C"}])
+    ok = write_jsonl(tmp_path / "r.jsonl", [{"id": "x", "headline": "A"}, {"id": "y", "headline": "B"}])
+    with pytest.raises(ValueError, match=r"id\(s\) \['y'\] occur more than once across the sources"):
+        load_prompts([str(ok), str(other)], None, ["en"])
+
+
+def test_a_source_that_gives_no_rows_beside_others_is_named(tmp_path, capsys):
+    from data.loaders import load_prompts
+
+    empty = tmp_path / "empty.json"
+    empty.write_text("[]")
+    ok = write_jsonl(tmp_path / "ok.jsonl", [{"id": "x", "headline": "A headline"}])
+    assert len(load_prompts([str(ok), str(empty)], None, ["en"])) == 1
+    assert f"prompt source '{empty}' gave no rows (0 read" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("flag, value, message", [
+    ("gradient_accumulation_steps", "0", "gradient_accumulation_steps must be >= 1, got 0"),
+    ("weight_decay", "-0.1", "weight_decay must be >= 0, got -0.1"),
+    ("adam_epsilon", "inf", "adam_epsilon must be a finite number"),
+])
+def test_pass_through_trainer_settings_are_range_checked_before_anything_loads(flag, value, message):
+    from common.config import parse_config
+    from common.stage_configs import SFTArgs
+
+    with pytest.raises(ValueError, match=message):
+        parse_config(SFTArgs, "sft", ["--config", TINY, f"--{flag}", value])
