@@ -295,6 +295,9 @@ class RMArgs(TrainerArgs, LabeledDataArgs, DataArgs, StageArgs, RunArgs):
     def __post_init__(self):
         if self.rm_objective not in ("classify", "pairwise", "rating"):
             raise ValueError(f"rm_objective must be classify, pairwise or rating, got {self.rm_objective!r}")
+        if self.vote_sources and self.rm_objective != "pairwise":
+            raise ValueError(f"vote_sources are side-by-side choices: they train rm_objective pairwise, not "
+                             f"{self.rm_objective}")
 
     @property
     def stage_name(self) -> str:
@@ -545,6 +548,9 @@ class EvalArgs(PolicyToolArgs, StageArgs):
         kind = (self.arena_judge or "").partition(":")
         if self.arena_judge and (kind[0] not in ("component", "rm", "llm") or not kind[2]):
             raise ValueError(f"arena_judge {self.arena_judge!r}: expected component:<name>, rm:<dir> or llm:<model>")
+        if self.arena_best_of and self.arena_judge == f"component:{self.rank_by}":
+            raise ValueError(f"arena_best_of picked by rank_by {self.rank_by!r}, the judge's own score, would win the "
+                             f"arena by construction: rank by another score (total, the reward RL trained on)")
         if self.arena_best_of and self.samples_per_prompt < 2:
             raise ValueError(f"arena_best_of {self.arena_best_of} needs samples_per_prompt >= 2 to pick from, "
                              f"got {self.samples_per_prompt}")

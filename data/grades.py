@@ -215,7 +215,7 @@ def load_graded(sources: list[str], data_dir, langs, max_rows_per_source: int | 
         src = GRADED_SOURCES[name](Path(data_dir) if data_dir else None, seed)
         out.append(GradedSource(src.name, src.lang, src.scale, _capped(src.train, max_rows_per_source, seed),
                                 _capped(src.held_out, HELD_OUT_CAP, seed), src.held_out_pairs, src.human_pairs,
-                                src.themes))
+                                src.themes, src.ties))
     return out
 
 

@@ -365,9 +365,10 @@ def read_preferences(source) -> list[PreferenceExample]:
 # ---------------------------------------------------------------- people's side-by-side votes
 
 # a vote's winner as people's arenas publish it -> ours: 'a', 'b', 'tie' (both as funny) or 'none' (neither)
-VOTE_WINNERS = {"a": "a", "model_a": "a", "joke_a": "a", "first": "a", "1": "a",
-                "b": "b", "model_b": "b", "joke_b": "b", "second": "b", "2": "b",
-                "tie": "tie", "both": "tie", "both_good": "tie", "equal": "tie", "0": "tie",
+# (bare numbers are refused: 0 / 1 mean a / b in one file and tie / a in another)
+VOTE_WINNERS = {"a": "a", "model_a": "a", "joke_a": "a", "first": "a",
+                "b": "b", "model_b": "b", "joke_b": "b", "second": "b",
+                "tie": "tie", "both": "tie", "both_good": "tie", "equal": "tie",
                 "none": "none", "neither": "none", "both_bad": "none", "tie (bothbad)": "none"}
 # our column -> the names a file may use for it, tried in order (a `columns` mapping overrides them)
 VOTE_COLUMNS = {"prompt": ("prompt", "theme", "headline", "instruction", "question", "topic"),
@@ -407,7 +408,8 @@ def parse_vote(row: dict, columns: dict, where: str, lang: str | None = None) ->
     raw = value("winner")
     winner = VOTE_WINNERS.get(raw.lower())
     if winner is None:
-        raise ValueError(f"{where}: winner {raw!r} is not one of {sorted(set(VOTE_WINNERS))}")
+        hint = "; numbers are ambiguous: write a / b / tie / none" if raw.isdigit() else ""
+        raise ValueError(f"{where}: winner {raw!r} is not one of {sorted(set(VOTE_WINNERS))}{hint}")
     prompt, a, b = value("prompt", required=False), value("a"), value("b")
     return Vote(prompt, a, b, winner, lang or str(row.get("lang") or "") or detect_lang(prompt + " " + a), where)
 

@@ -45,7 +45,7 @@ from common.stats import bootstrap_mean_ci
 from eval.metrics import best_of_rows
 from data.preferences import load_votes, vote_counts
 from data.prompts import format_for_model
-from reward.model import load_scorer
+from reward.model import HumorRewardModel, RankingRewardModel, load_scorer
 
 ELO_PER_NAT = 400 / math.log(10)      # Elo points per unit of log-strength (a 10x odds ratio is 400 points)
 ELO_MEAN = 1000.0
@@ -175,6 +175,7 @@ class ScoreJudge:
         return out
 
 
+JUDGE_JOKE_CHARS = 600      # a longer joke is cut to this before the judge's prompt is built (both orders alike)
 JUDGE_PROMPT = ("Here are two jokes written for the same task.\n\nTask: {task}\n\nJoke A: {a}\n\nJoke B: {b}\n\n"
                 "Which joke is funnier? Answer with one letter, A or B.")
 
@@ -187,13 +188,15 @@ class LLMJudge:
         self.name, self.model, self.tokenizer = name, model.eval(), tokenizer
         self.batch_size, self.max_prompt_tokens = batch_size, max_prompt_tokens
         self.answer_ids = [self._ids(letter) for letter in ("A", "B")]
+        assert not set(self.answer_ids[0]) & set(self.answer_ids[1]), self.answer_ids
 
     def _ids(self, letter: str) -> list[int]:
-        ids = set()
-        for spelling in (letter, " " + letter):
-            tokens = self.tokenizer(spelling, add_special_tokens=False)["input_ids"]
-            if tokens:
-                ids.add(tokens[0])
+        """The tokens that spell the answer on their own ('A', ' A'); a spelling that takes two tokens (a bare space,
+        then the letter) is left out, or the space token would count for both answers."""
+        ids = {tokens[0] for spelling in (letter, " " + letter)
+               if len(tokens := self.tokenizer(spelling, add_special_tokens=False)["input_ids"]) == 1}
+        if not ids:
+            raise ValueError(f"llm judge {self.name}: the tokenizer has no single token for the answer {letter!r}")
         return sorted(ids)
 
     def prepare(self, prompts: list[str], texts: list[str], themes: list[str]) -> None:
@@ -204,8 +207,9 @@ class LLMJudge:
         self.tokenizer.padding_side = "left"
         out = []
         for i in range(0, len(prompts), self.batch_size):
-            texts = [fit_prompt(self.tokenizer, format_for_model(self.tokenizer, JUDGE_PROMPT.format(task=p, a=x, b=y)),
-                                self.max_prompt_tokens)
+            cap = lambda text: text[:JUDGE_JOKE_CHARS]
+            texts = [fit_prompt(self.tokenizer, format_for_model(
+                         self.tokenizer, JUDGE_PROMPT.format(task=cap(p), a=cap(x), b=cap(y))), self.max_prompt_tokens)
                      for p, x, y in zip(prompts[i:i + self.batch_size], first[i:i + self.batch_size],
                                         second[i:i + self.batch_size])]
             enc = self.tokenizer(texts, return_tensors="pt", padding=True,
@@ -215,6 +219,17 @@ class LLMJudge:
             b = torch.logsumexp(logits[:, self.answer_ids[1]], dim=-1)                  # (B,)
             out += torch.sigmoid(a - b).tolist()
         return out
+
+
+def component_scorer(cfg, name: str):
+    """The model behind a model component (the run's preference or humor RM), to score texts the outputs do not
+    hold: people's votes."""
+    if name == "rank_reward":
+        return RankingRewardModel(cfg.ranking_model_dir(), cfg.rm_batch_size, cfg.rm_max_length)
+    if name == "rm_reward":
+        return HumorRewardModel(cfg.reward_model_dir(), cfg.rm_batch_size, cfg.rm_max_length)
+    raise ValueError(f"arena_votes with arena_judge component:{name}: only rank_reward or rm_reward can score "
+                     f"people's jokes; judge with rm:<dir> instead")
 
 
 def load_judge(spec: str, cfg, outputs: dict[str, list[dict]]):
@@ -384,31 +399,40 @@ def plot_leaderboard(result: dict, path: Path, title: str) -> Path:
     return path
 
 
-def training_rewards(run_dir: Path) -> set[str]:
-    """The reward components weighted (non-zero) in this run's online RL stages, from their config.yaml."""
-    names = set()
+def training_rewards(run_dir: Path) -> tuple[set[str], set[Path]]:
+    """The reward components weighted (non-zero) in this run's online RL stages, and the resolved directories of
+    the reward models behind them (rm_reward: reward_model; rank_reward: ranking_model), from their config.yaml."""
+    names, dirs = set(), set()
     for stage in RL_STAGES:
         path = run_dir / stage / "config.yaml"
         if path.is_file():
-            weights = (yaml.safe_load(path.read_text(encoding="utf-8")) or {}).get("reward_weights") or {}
-            names |= {n for per_type in weights.values() for n, w in per_type.items() if w}
-    return names
+            config = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+            weighted = {n for per_type in (config.get("reward_weights") or {}).values() for n, w in per_type.items() if w}
+            names |= weighted
+            if "rm_reward" in weighted:
+                dirs.add(Path(config.get("reward_model") or run_dir / "rm" / "final").resolve())
+            if "rank_reward" in weighted:
+                dirs.add(Path(config.get("ranking_model") or run_dir / "rm_pairwise" / "final").resolve())
+    return names, dirs
 
 
 def independence_note(spec: str, run_dir: Path) -> tuple[bool, str]:
     """Is the judge independent of the reward the run's RL stages trained on? (a component they weighted, or the
-    reward model directory they scored with, is not)."""
+    reward model directory behind one, is not)."""
     kind, _, target = spec.partition(":")
-    trained_on = training_rewards(run_dir)
-    if kind == "component" and target in trained_on:
+    names, dirs = training_rewards(run_dir)
+    if kind == "component" and target in names:
         return False, f"**The judge `{target}` is a reward the RL policies trained on: not an independent judge.**"
-    if kind == "rm" and Path(target).resolve() == (run_dir / "rm" / "final").resolve() and "rm_reward" in trained_on:
-        return False, "**The judge is the reward model the RL policies trained on: not an independent judge.**"
+    if kind == "rm" and Path(target).resolve() in dirs:
+        return False, "**The judge is a reward model the RL policies trained on: not an independent judge.**"
     return True, "The judge is not a reward the RL policies trained on."
 
 
 def check_against_people(cfg, judge) -> tuple[dict, list[str]]:
     """The judge against every votes source of cfg.arena_votes (at most arena_max_votes of each, seeded)."""
+    kind, _, name = cfg.arena_judge.partition(":")
+    if kind == "component" and judge.scorer is None:
+        judge.scorer = component_scorer(cfg, name)
     checks = {}
     for source in cfg.arena_votes:
         votes = load_votes(source, cfg.data_dir)
@@ -468,7 +492,9 @@ def main(argv: list[str] | None = None) -> dict:
     if outputs:
         result, lines = run_arena(cfg, outputs, out, out)
     else:                                    # no policies yet: only the judge against people's votes
-        checks, lines = check_against_people(cfg, load_judge(cfg.arena_judge, cfg, {}))
+        kind, _, name = cfg.arena_judge.partition(":")
+        judge = ScoreJudge(cfg.arena_judge) if kind == "component" else load_judge(cfg.arena_judge, cfg, {})
+        checks, lines = check_against_people(cfg, judge)
         result = {"judge": cfg.arena_judge, "against_people": checks}
         atomic_write_text(out / "arena.json", json.dumps(result, indent=2))
     atomic_write_text(out / "report.md", "\n".join(lines) + "\n")

@@ -90,12 +90,18 @@ def best_of_rows(rows: list[dict], rank_by: str) -> list[dict]:
     """
     by_id: dict[str, list[dict]] = {}
     for r in rows:
-        if rank_by not in r:
-            raise ValueError(f"best-of: the outputs carry no '{rank_by}' score to rank by")
+        if not isinstance(r.get(rank_by), (int, float)):
+            raise ValueError(f"best-of: output {r.get('id')!r} has no '{rank_by}' score to rank by")
         by_id.setdefault(r["id"], []).append(r)
+
+    def covers(r: dict) -> bool:      # the rows' coverage, or the words checked here when the rows lack it
+        if "coverage_reward" in r:
+            return r["coverage_reward"] in (None, 1.0)
+        return not r.get("words") or coverage_reward([r["text"]], words=[r["words"]], lang=[r.get("lang", "en")]) == [1.0]
+
     best = []
     for samples in by_id.values():
-        covering = [r for r in samples if r.get("coverage_reward") in (None, 1.0)]
+        covering = [r for r in samples if covers(r)]
         best.append(max(covering or samples, key=lambda r: r[rank_by]))
     return best
 

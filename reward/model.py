@@ -54,10 +54,15 @@ def load_reward_model(path: Path, objectives: tuple[str, ...], hint: str, device
 
 def encode_texts(tokenizer, texts: list[str], themes: list[str] | None, max_length: int, **kwargs):
     """Texts as a ranking reward model reads them: alone, or as the pair (theme, text) when it was trained with
-    the prompt (an encoder sees '[CLS] theme [SEP] text [SEP]'); the theme is cut first when too long."""
+    the prompt (an encoder sees '[CLS] theme [SEP] text [SEP]'; over max_length, the longer of the two is cut
+    first, the same for one text as for a batch). No segment ids: TRL's reward collator passes input ids and the
+    attention mask only, so training and scoring see the same inputs."""
     if themes is None:
-        return tokenizer(texts, truncation=True, max_length=max_length, **kwargs)
-    return tokenizer(themes, texts, truncation="only_first" if all(themes) else True, max_length=max_length, **kwargs)
+        enc = tokenizer(texts, truncation=True, max_length=max_length, **kwargs)
+    else:
+        enc = tokenizer(themes, texts, truncation="longest_first", max_length=max_length, **kwargs)
+    enc.pop("token_type_ids", None)
+    return enc
 
 
 class HumorRewardModel:

@@ -282,7 +282,7 @@ def test_humicroedit_task2_reads_as_votes_with_its_ties():
 
 
 def test_a_prompt_aware_ranking_rm_reads_each_joke_beside_its_theme(tmp_path):
-    from reward.model import RankingRewardModel
+    from reward.model import RankingRewardModel, encode_texts
     from reward.train_rm import main as train_rm
 
     votes = _votes_file(tmp_path / "votes.jsonl")
@@ -297,8 +297,10 @@ def test_a_prompt_aware_ranking_rm_reads_each_joke_beside_its_theme(tmp_path):
     rm = RankingRewardModel(tmp_path / "r" / "rm_pairwise" / "final")
     assert rm.meta["with_prompt"] is True
     text = "My cactus filed a lawsuit."
+    enc = encode_texts(rm.tokenizer, [text], ["cactus, lawsuit"], 128, return_tensors="pt")
+    assert "token_type_ids" not in enc          # TRL's reward collator trains without them: scoring must match
+    assert rm.tokenizer.decode(enc["input_ids"][0], skip_special_tokens=True).startswith("cactus, lawsuit")
     with torch.no_grad():
-        enc = rm.tokenizer(["cactus, lawsuit"], [text], return_tensors="pt")
         raw = rm.model(**enc).logits[0, 0].item()
     assert rm.score([text], themes=["cactus, lawsuit"])[0] == pytest.approx(
         torch.sigmoid(torch.tensor((raw - rm.meta["center"]) / rm.meta["scale"])).item(), abs=1e-5)
