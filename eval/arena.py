@@ -42,7 +42,7 @@ from common.models import load_base_policy
 from common.stage_configs import EvalArgs
 from common.stages import RL_STAGES
 from common.stats import bootstrap_mean_ci
-from eval.metrics import best_of_rows
+from eval.metrics import best_of_rows, read_named_outputs
 from data.preferences import load_votes, vote_counts
 from data.prompts import format_for_model
 from reward.model import HumorRewardModel, RankingRewardModel, load_scorer
@@ -475,14 +475,8 @@ def main(argv: list[str] | None = None) -> dict:
     args, _ = own.parse_known_args(argv)
     if not cfg.arena_judge:
         raise SystemExit("arena: set --arena_judge (component:<name>, rm:<dir> or llm:<model>)")
-    outputs = {}
-    if args.outputs:
-        for spec in args.outputs:
-            name, _, path = spec.partition("=")
-            if not path:
-                raise SystemExit(f"--outputs {spec!r}: expected NAME=FILE.jsonl")
-            outputs[name] = read_jsonl(Path(path))
-    else:
+    outputs = read_named_outputs(args.outputs)
+    if not outputs:
         eval_dir = cfg.run_dir() / "eval"
         outputs = {p.stem: read_jsonl(p) for p in sorted(eval_dir.glob("*.jsonl"))}
         if not outputs and not cfg.arena_votes:

@@ -23,7 +23,7 @@ import yaml
 
 from common.cli import cli
 from common.config import parse_config
-from common.io import atomic_write_text, read_jsonl, write_jsonl
+from common.io import atomic_write_text, write_jsonl
 from common.models import load_base_policy, load_policy, policy_adapters, policy_name
 from common.rundir import dry_run, finish_stage, prepare_stage_dir
 from common.stage_configs import EvalArgs
@@ -32,7 +32,7 @@ from common.training import set_seed
 from data.loaders import prompt_plan, rl_prompt_split
 from data.prompts import format_for_model
 from eval.arena import run_arena
-from eval.metrics import perplexity, summarize, win_rate
+from eval.metrics import perplexity, read_named_outputs, summarize, win_rate
 from eval.plots import plot_scalars, read_scalars, reward_tags
 from reward.composite import MODEL_COMPONENTS, component_names, scorer_with
 from rl.rollouts import generate_rows
@@ -186,15 +186,9 @@ def main(argv: list[str] | None = None) -> dict:
     started = time.time()
     out, _ = prepare_stage_dir(cfg, "eval")
 
-    outputs: dict[str, list[dict]] = {}
+    outputs = read_named_outputs(args.outputs)
     skipped = {}
-    if args.outputs:
-        for spec in args.outputs:
-            name, _, path = spec.partition("=")
-            if not path:
-                raise SystemExit(f"--outputs {spec!r}: expected NAME=FILE.jsonl")
-            outputs[name] = read_jsonl(Path(path))
-    else:
+    if not outputs:
         tasks = rl_prompt_split(cfg)[1]         # the prompts RL held out of training
         judged_by = [cfg.arena_judge.partition(":")[2]] if (cfg.arena_judge or "").startswith("component:") else []
         fns = scorer_with(cfg, *judged_by, *([cfg.rank_by] if cfg.arena_best_of else []))

@@ -12,7 +12,10 @@ import math
 
 import torch
 
+from pathlib import Path
+
 from common.generation import adds_special_tokens
+from common.io import read_jsonl
 from common.logprobs import token_logprobs
 from data.text import distinct_n, text_units
 from reward.components import coverage_reward, text_flags
@@ -77,6 +80,17 @@ def perplexity(model, tokenizer, prompts: list[str], completions: list[str], bat
         total_nll += float(nll[mask].sum())
         total_tokens += int(mask.sum())
     return math.exp(total_nll / total_tokens) if total_tokens else float("nan")
+
+
+def read_named_outputs(specs: list[str]) -> dict[str, list[dict]]:
+    """--outputs NAME=FILE.jsonl (repeatable) -> {NAME: rows}: outputs written by eval/generate.py or evaluation."""
+    outputs = {}
+    for spec in specs:
+        name, _, path = spec.partition("=")
+        if not path:
+            raise SystemExit(f"--outputs {spec!r}: expected NAME=FILE.jsonl")
+        outputs[name] = read_jsonl(Path(path))
+    return outputs
 
 
 def best_of_rows(rows: list[dict], rank_by: str) -> list[dict]:
