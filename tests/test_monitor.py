@@ -67,7 +67,7 @@ def test_hackable_setup_raises_the_repetition_alarm(tmp_path, monkeypatch, capsy
     train_rm(common + ["--max_steps", "2"])
     calls = []
 
-    def rising_rm(self, texts, instructions=None):
+    def rising_rm(self, texts, instructions=None, themes=None):
         calls.append(1)
         rising = 0.5 + 0.05 * len(calls)
         return [rising - 0.02 * (i % 2) for i in range(len(texts))]   # some spread in each group: GRPO learns
