@@ -6,6 +6,15 @@ import math
 import random
 
 
+def longer_first(a: str, b: str) -> float:
+    """The 'longer joke wins' baseline's verdict on (a, b): 1, 0.5 or 0 by character length.
+
+    >>> longer_first("a long one", "short"), longer_first("same", "size")
+    (1.0, 0.5)
+    """
+    return 1.0 if len(a) > len(b) else 0.5 if len(a) == len(b) else 0.0
+
+
 def bootstrap_mean_ci(values: list[float], rounds: int = 1000, seed: int = 0, level: float = 0.95) -> tuple[float, float]:
     """Percentile bootstrap interval of the mean of values (resampled with replacement, `rounds` times).
 

@@ -156,12 +156,12 @@ def votes_source(source, seed: int) -> GradedSource:
     themes = sorted({v.prompt for v in votes})
     random.Random(seed).shuffle(themes)
     held = set(themes[:max(1, round(len(themes) * HELD_OUT_SHARE))]) if len(themes) > 1 else set()
-    pair = lambda v: (v.a, v.b) if v.winner == "a" else (v.b, v.a)
     decisive = [v for v in votes if v.winner in ("a", "b") and v.a != v.b]
     langs = [v.lang for v in votes]
     name = Path(source["path"] if isinstance(source, dict) else source).name
     return GradedSource(name, max(set(langs), key=langs.count), (0.0, 1.0), [], [],
-                        [pair(v) for v in decisive if v.prompt in held], [pair(v) for v in decisive if v.prompt not in held],
+                        [v.ranked() for v in decisive if v.prompt in held],
+                        [v.ranked() for v in decisive if v.prompt not in held],
                         {t: v.prompt for v in votes for t in (v.a, v.b)},
                         sum(v.winner in ("tie", "none") for v in votes if v.prompt in held))
 

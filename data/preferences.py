@@ -340,9 +340,8 @@ def read_preferences(source) -> list[PreferenceExample]:
             vote = parse_vote(row, spec.columns, where, spec.lang)
             votes.append(vote)
             if vote.winner in ("a", "b") and vote.a != vote.b:
-                chosen, rejected = (vote.a, vote.b) if vote.winner == "a" else (vote.b, vote.a)
                 task = TaskPrompt(where, vote.lang, "raw", headline=vote.prompt)
-                out.append(PreferenceExample(task, (chosen, rejected), spec.name))
+                out.append(PreferenceExample(task, vote.ranked(), spec.name))
             continue
         row = {**row, **{ours: row[theirs] for ours, theirs in spec.columns.items() if theirs in row}}   # mapping
         context, prompt, chosen, rejected, gold = parse_preference_row(row, where)
@@ -386,6 +385,10 @@ class Vote:
     winner: str          # 'a', 'b', 'tie' (both as funny) or 'none' (neither funny)
     lang: str
     where: str           # file:line, for errors and for reading back
+
+    def ranked(self) -> tuple[str, str]:
+        """(funnier, other) of a decisive vote."""
+        return (self.a, self.b) if self.winner == "a" else (self.b, self.a)
 
 
 def is_vote_row(row: dict) -> bool:

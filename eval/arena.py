@@ -41,7 +41,7 @@ from common.io import atomic_write_text, read_jsonl
 from common.models import load_base_policy
 from common.stage_configs import EvalArgs
 from common.stages import RL_STAGES
-from common.stats import bootstrap_mean_ci
+from common.stats import bootstrap_mean_ci, longer_first
 from eval.metrics import best_of_rows, read_named_outputs
 from data.preferences import load_votes, vote_counts
 from data.prompts import format_for_model
@@ -310,11 +310,6 @@ def arena(outputs: dict[str, list[dict]], judge, tie_margin: float, rounds: int,
 
 
 # ---------------------------------------------------------------- the judge against people
-
-
-def longer_first(a: str, b: str) -> float:
-    """The 'longer joke wins' baseline's P(a funnier): 1, 0.5 or 0 by character length."""
-    return 1.0 if len(a) > len(b) else 0.5 if len(a) == len(b) else 0.0
 
 
 def judge_against_people(judge, votes: list, tie_margin: float, rounds: int, seed: int) -> dict:

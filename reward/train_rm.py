@@ -35,7 +35,7 @@ from common.training import set_seed, trainer_config
 from common.update_check import UpdateSentinel, classifier_probe, score_probe
 from data.annotate import annotated_prompt_by_text, annotations_of
 from data.loaders import LabeledText, TaskPrompt, load_labeled, sample_texts
-from common.stats import bootstrap_mean_ci
+from common.stats import bootstrap_mean_ci, longer_first
 from data.grades import load_graded, pairs_from_grades, votes_source
 from data.prompts import pick_two_words, prompt_text
 from reward.model import RM_META, encode_texts
@@ -86,7 +86,7 @@ def ranking_metrics(score, dev_pairs: list[tuple[str, str]], dev_grades: list, t
     the training mean)."""
     funnier, other = score([a for a, _ in dev_pairs]), score([b for _, b in dev_pairs])
     wins = [1.0 if a > b else 0.5 if a == b else 0.0 for a, b in zip(funnier, other)]
-    longer = [1.0 if len(a) > len(b) else 0.5 if len(a) == len(b) else 0.0 for a, b in dev_pairs]
+    longer = [longer_first(a, b) for a, b in dev_pairs]
     grades = [g.grade for g in dev_grades]
     predicted = score([g.text for g in dev_grades]) if grades else []
     mean = lambda values: sum(values) / len(values) if values else float("nan")
