@@ -18,9 +18,10 @@ fi
 # the flags go to every stage as shared preset keys: each stage takes those it knows
 preset=$(mktemp --suffix .yaml)
 trap 'rm -f "$preset"' EXIT
-python scripts/pipeline_preset.py "$preset" "${args[@]}"
-stages=("sft/sft.py" "reward/train_rm.py" "reward/train_rm.py --rm_objective pairwise --with_prompt true"
-        "rl/grpo.py" "eval/evaluate.py")
+# the script also owns the stage list: it checks every stage's settings against the preset before any stage runs
+# (a value only GRPO refuses stops here, naming GRPO, not after SFT and the RMs trained) and prints the stages
+stage_lines=$(python scripts/pipeline_preset.py "$preset" "${args[@]}")
+mapfile -t stages <<< "$stage_lines"
 times=()
 for stage in "${stages[@]}"; do
   echo "=== $stage ${args[*]}"
