@@ -150,13 +150,32 @@ def read_task_tsv(path: Path) -> list[TaskPrompt]:
         if lang not in LANGS:
             raise ValueError(f"{path}:{line}: id {pid!r} does not start with a language prefix {LANGS}")
         used = {k: row[k] for k in ("word1", "word2", "headline") if row[k] and row[k] != "-"}
-        if set(used) == {"headline"}:
-            out.append(TaskPrompt(pid, lang, "headline", headline=used["headline"]))
-        elif set(used) == {"word1", "word2"}:
-            out.append(TaskPrompt(pid, lang, "words", words=(used["word1"], used["word2"])))
-        else:
-            raise ValueError(f"{path}:{line}: need either a headline or both words ('-' for unused), "
-                             f"got fields {sorted(used) or 'none'}")
+        if "word1" in used or "word2" in used:
+            used["words"] = _words([used.pop("word1", ""), used.pop("word2", "")], f"{path}:{line}")
+        out += row_tasks(pid, lang, used.get("headline"), used.get("words"), None, False, f"{path}:{line}")
+    return out
+
+
+def row_tasks(pid: str, lang: str, headline: str | None, words: tuple[str, ...] | None, prompt_type: str | None,
+              annotated: bool, where: str) -> list[TaskPrompt]:
+    """The task prompts of one row, by one rule for every reader (MWAHAHA's files and yours): a task row asks
+    for one joke, about a headline or with two words. A row with both is refused as ambiguous, unless its
+    prompt_type says which, or it is an annotated joke (the joke beside its headline and words: both of its
+    prompts, ids <id>:headline and <id>:words)."""
+    if not headline and not words:
+        raise ValueError(f"{where}: a prompt needs a headline or two words ('-' for unused; columns headline, "
+                         f"words or word1 + word2)")
+    if prompt_type not in (None, "headline", "words") or (prompt_type and not {"headline": headline, "words": words}[prompt_type]):
+        raise ValueError(f"{where}: prompt_type {prompt_type!r} does not match the row's fields")
+    both = bool(headline and words and prompt_type is None)
+    if both and not annotated:
+        raise ValueError(f"{where}: the row has both a headline and two words: which task is it? Set '-' in the "
+                         f"unused fields or give a prompt_type column")
+    out = []
+    if headline and prompt_type in (None, "headline"):
+        out.append(TaskPrompt(f"{pid}:headline" if both else pid, lang, "headline", headline=str(headline)))
+    if words and prompt_type in (None, "words"):
+        out.append(TaskPrompt(f"{pid}:words" if both else pid, lang, "words", words=tuple(words)))
     return out
 
 
@@ -211,31 +230,26 @@ def _words(value, where: str) -> tuple[str, ...]:
 
 def read_user_prompts(spec: SourceSpec) -> list[TaskPrompt]:
     """Task prompts from your file: a headline, or two words ('words' as a list or 'a, b', or word1 + word2);
-    optional id, lang and prompt_type. '-' counts as empty, as in MWAHAHA's files. An id given twice is refused
+    optional id, lang and prompt_type; a row with both is refused unless prompt_type says which or it holds the
+    joke they annotate (row_tasks). '-' counts as empty, as in MWAHAHA's files. An id given twice is refused
     with both places: the held-out split goes by id, so a repeated id would silently take other prompts with it."""
     out, first_seen = [], {}
     for where, row in read_records(spec):
         get = lambda name: (v if (v := field_value(row, spec, name, where, required=False)) != "-" else None)
         headline, words = get("headline"), get("words")
-        if words is None and get("word1") is not None and get("word2") is not None:
-            words = [get("word1"), get("word2")]
+        if words is None and (get("word1") is not None or get("word2") is not None):
+            words = [get("word1") or "", get("word2") or ""]
         if not headline and not words:
             raise ValueError(f"{where}: a prompt needs a headline or two words (columns headline, words or "
                              f"word1 + word2; map yours with columns: {{headline: ...}}); the row has {sorted(row)}")
-        prompt_type = get("prompt_type")
-        if prompt_type not in (None, "headline", "words") or (prompt_type and not {"headline": headline,
-                                                                                   "words": words}[prompt_type]):
-            raise ValueError(f"{where}: prompt_type {prompt_type!r} does not match the row's fields {sorted(row)}")
-        text = " ".join([str(headline or ""), *(_words(words, where) if words else [])])
+        words = _words(words, where) if words else None
+        text = " ".join([str(headline or ""), *(words or [])])
         lang, pid = _row_lang(row, spec, where, text), str(get("id") or where)
         if pid in first_seen:
             raise ValueError(f"{where}: id {pid!r} already used at {first_seen[pid]}; ids must be unique")
         first_seen[pid] = where
-        both = headline and words and prompt_type is None       # an annotated joke: both of its prompts
-        if headline and prompt_type in (None, "headline"):
-            out.append(TaskPrompt(f"{pid}:headline" if both else pid, lang, "headline", headline=str(headline)))
-        if words and prompt_type in (None, "words"):
-            out.append(TaskPrompt(f"{pid}:words" if both else pid, lang, "words", words=_words(words, where)))
+        annotated = get("joke") is not None           # the annotator's rows: a joke with both of its prompts
+        out += row_tasks(pid, lang, headline, words, get("prompt_type"), annotated, where)
     return out
 
 

@@ -23,7 +23,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from data.files import decode_file, parse_source, read_records
+from data.files import check_length, decode_file, parse_source, read_records
 from data.loaders import SAMPLE_DIR, TaskPrompt, _rows, _text
 from data.prompts import prompt_text
 from data.text import contains_word, detect_lang, repeated_ngram_share
@@ -239,11 +239,11 @@ ROLES = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assi
 def _content(message, where: str, field_name: str) -> str:
     """The text of a message: a string, or a {role, content} / {from, value} dict."""
     if isinstance(message, str):
-        return message
+        return check_length(message, where, field_name)
     if isinstance(message, dict):
         for key in ("content", "value"):
             if isinstance(message.get(key), str):
-                return message[key]
+                return check_length(message[key], where, field_name)
     raise ValueError(f"{where}: '{field_name}' must be a string or a message with 'content' (or 'value'), got {message!r}")
 
 
@@ -297,12 +297,13 @@ def parse_preference_row(row: dict, where: str) -> tuple[list[dict], str, str, s
         if row.get("system"):
             context = [{"role": "system", "content": str(row["system"])}, *context]
     elif "instruction" in row:
-        prompt = "\n".join(str(row[k]) for k in ("instruction", "input") if row.get(k))
+        prompt = check_length("\n".join(str(row[k]) for k in ("instruction", "input") if row.get(k)), where, "instruction")
         context = [{"role": "system", "content": str(row["system"])}] if row.get("system") else []
         for i, pair in enumerate(row.get("history") or []):
             if not isinstance(pair, (list, tuple)) or len(pair) != 2:
                 raise ValueError(f"{where}: history[{i}] must be a [question, answer] pair, got {pair!r}")
-            context += [{"role": "user", "content": str(pair[0])}, {"role": "assistant", "content": str(pair[1])}]
+            context += [{"role": "user", "content": _content(str(pair[0]), where, f"history[{i}]")},
+                        {"role": "assistant", "content": _content(str(pair[1]), where, f"history[{i}]")}]
         chosen, rejected = _content(row.get("chosen"), where, "chosen"), _content(row.get("rejected"), where, "rejected")
     elif "chosen" in row and "rejected" in row:
         if isinstance(row.get("prompt"), str):
@@ -346,7 +347,8 @@ def read_preferences(source) -> list[PreferenceExample]:
         row = {**row, **{ours: row[theirs] for ours, theirs in spec.columns.items() if theirs in row}}   # mapping
         context, prompt, chosen, rejected, gold = parse_preference_row(row, where)
         completions = (gold, chosen, rejected) if gold else (chosen, rejected)
-        lang = row.get("lang") or spec.lang or detect_lang(prompt + " " + chosen)
+        # the instruction's language is the row's (a Chinese question may be answered with English code)
+        lang = row.get("lang") or spec.lang or detect_lang(prompt if re.search(r"[^\W\d_]", prompt) else chosen)
         if "prompt_type" in row:
             words = tuple(row["words"]) if row.get("words") else None
             task = TaskPrompt(row.get("id", where), lang, row["prompt_type"], headline=row.get("headline"), words=words)
@@ -403,7 +405,7 @@ def parse_vote(row: dict, columns: dict, where: str, lang: str | None = None) ->
         names = (columns[ours],) if ours in columns else VOTE_COLUMNS[ours]
         for name in names:
             if row.get(name) is not None and str(row[name]).strip():
-                return str(row[name]).strip()
+                return check_length(str(row[name]).strip(), where, name)
         if required:
             raise ValueError(f"{where}: no '{ours}' (looked for {list(names)}); the row has {sorted(row)}. "
                              f"Map yours with columns: {{{ours}: <your column>}}")

@@ -132,15 +132,18 @@ _ENGLISH_WORDS = {"the", "a", "an", "and", "of", "to", "in", "is", "it", "that",
 
 
 def detect_lang(text: str) -> str:
-    """The language of a text when a file does not say: 'zh' when CJK characters outnumber Latin letters, else
-    'es' or 'en' by Spanish marks and common function words. A heuristic for en/es/zh only.
+    """The language of a text when a file does not say: 'zh' when its Han characters are at least as many as its
+    Latin-letter words (a Chinese character carries about a word: "请启动一个ExpressJS服务器" is Chinese with a
+    name in it), else 'es' or 'en' by Spanish marks and common function words. A heuristic for en/es/zh only.
 
     >>> detect_lang("我的仙人掌起诉了我"), detect_lang("¿Por qué el cactus no tiene amigos?"), detect_lang("Why did the cactus sue?")
     ('zh', 'es', 'en')
+    >>> detect_lang("请启动一个ExpressJS服务器"), detect_lang("My friend 李明 says his cactus is suing him")
+    ('zh', 'en')
     """
-    cjk = sum("\u4e00" <= ch <= "\u9fff" or "\u3400" <= ch <= "\u4dbf" for ch in text)
-    latin = sum(ch.isascii() and ch.isalpha() for ch in text)
-    if cjk and cjk >= latin:
+    han = sum("\u4e00" <= ch <= "\u9fff" or "\u3400" <= ch <= "\u4dbf" for ch in text)
+    latin_words = len(re.findall(r"[A-Za-zÀ-ÿ]+", text))
+    if han and han >= latin_words:
         return "zh"
     words = re.findall(r"\w+", text.lower())
     spanish = sum(w in _SPANISH_WORDS for w in words) + 2 * sum(ch in _SPANISH_MARKS for ch in text)

@@ -54,7 +54,8 @@ def test_mwahaha_tsv_quoting_off_and_prompt_types(tmp_path):
 
 
 @pytest.mark.parametrize("body,message", [
-    ("en_1\tcactus\t-\t-\n", r"need either a headline or both words"),
+    ("en_1\tcactus\t-\t-\n", r"'words' must hold two words"),
+    ("en_1\t-\t-\t-\n", r"a prompt needs a headline or two words"),
     ("en_1\t-\t-\tA headline\textra\n", r"stray delimiter"),
     ("xx_1\t-\t-\tA headline\n", r"language prefix"),
 ])

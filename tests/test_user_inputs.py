@@ -184,10 +184,11 @@ def test_own_labeled_csv_and_prompt_jsonl_with_other_column_names(tmp_path):
     assert [(t.prompt_type, t.headline or t.words, t.lang) for t in tasks] == [
         ("headline", "Cat elected mayor", "en"), ("words", ("cactus", "lawsuit"), "en"),
         ("words", ("penguin", "mortgage"), "en"), ("words", ("冰箱", "减肥"), "zh")]
-    bad = write_jsonl(tmp_path / "bad_prompts.jsonl", [{"title": "x", "words": ["a", "b"]}, {"words": ["only one"]}])
+    bad = write_jsonl(tmp_path / "bad_prompts.jsonl", [{"title": "x"}, {"words": ["only one"]}])
     with pytest.raises(ValueError, match="bad_prompts.jsonl:2: 'words' must hold two words"):
         load_prompts([{"path": str(bad), "columns": {"headline": "title"}}])
-    both = write_jsonl(tmp_path / "annotated.jsonl", [{"id": "j1", "headline": "Cat sues dog", "word1": "sue", "word2": "dog"}])
+    both = write_jsonl(tmp_path / "annotated.jsonl", [{"id": "j1", "joke": "My cat sued the dog.", "headline": "Cat sues dog",
+                                                       "word1": "sue", "word2": "dog"}])
     assert [(t.id, t.prompt_type) for t in load_prompts([str(both)])] == [("j1:headline", "headline"), ("j1:words", "words")]
     none = write_jsonl(tmp_path / "none.jsonl", [{"text": "no prompt"}])
     with pytest.raises(ValueError, match="none.jsonl:1: a prompt needs a headline or two words"):
@@ -406,3 +407,69 @@ def test_pass_through_trainer_settings_are_range_checked_before_anything_loads(f
 
     with pytest.raises(ValueError, match=message):
         parse_config(SFTArgs, "sft", ["--config", TINY, f"--{flag}", value])
+
+
+def test_preference_rows_take_the_language_of_their_instruction_by_script(tmp_path):
+    """Chinese instructions holding Latin names or answered with English code are Chinese rows; an English row
+    naming a Chinese person stays English (Han characters weigh as words, not letters)."""
+    from data.preferences import read_preferences
+    rows = [{"conversations": [{"from": "human", "value": "请启动一个ExpressJS服务器"}],
+             "chosen": {"from": "gpt", "value": "const express = require('express'); const app = express(); app.listen(3000);"},
+             "rejected": {"from": "gpt", "value": "npm install"}},
+            {"prompt": "用Python写一个笑话", "chosen": "print('Why did the chicken cross the road? To get to the other side')",
+             "rejected": "print('hi')"},
+            {"prompt": "Tell a joke about my friend 李明", "chosen": "李明 bought a cactus for company.", "rejected": "No."},
+            {"prompt": "¿Por qué el cactus no tiene amigos?", "chosen": "Porque pincha.", "rejected": "No sé."}]
+    path = tmp_path / "mixed.json"
+    path.write_text(json.dumps(rows, ensure_ascii=False), encoding="utf-8")
+    assert [ex.task.lang for ex in read_preferences(path)] == ["zh", "zh", "en", "es"]
+
+
+@pytest.mark.parametrize("kind", ["labeled_csv", "prompt_jsonl", "preference_json", "vote_jsonl"])
+def test_a_field_of_600k_characters_is_refused_with_its_place(tmp_path, kind):
+    """A quote left open swallows the rest of a file into one field: refused with file, row and column, never
+    tokenized whole or cut without a word."""
+    from data.files import MAX_FIELD_CHARS
+    from data.loaders import load_labeled, load_prompts
+    from data.preferences import read_preferences, read_votes
+    huge = "ha" * 300_000                                      # 600,000 characters
+    assert len(huge) > MAX_FIELD_CHARS >= 10_000
+    if kind == "labeled_csv":
+        path = tmp_path / "jokes.csv"
+        path.write_text(f'text,label\nA short joke.,1\n"{huge}",0\n', encoding="utf-8")
+        load = lambda: load_labeled([str(path)])
+        place = "jokes.csv:3: 'text'"
+    elif kind == "prompt_jsonl":
+        path = write_jsonl(tmp_path / "prompts.jsonl", [{"headline": "Cat elected mayor"}, {"headline": huge}])
+        load = lambda: load_prompts([str(path)])
+        place = "prompts.jsonl:2: 'headline'"
+    elif kind == "preference_json":
+        path = tmp_path / "pairs.json"
+        path.write_text(json.dumps([{"instruction": "Tell a joke", "chosen": "A cat walks in.", "rejected": huge}]))
+        load = lambda: read_preferences(path)
+        place = r"pairs.json\[0\]: 'rejected'"
+    else:
+        path = write_jsonl(tmp_path / "votes.jsonl", [{"theme": "cats", "a": huge, "b": "A cat walks in.", "winner": "b"}])
+        load = lambda: read_votes(path)
+        place = "votes.jsonl:1: 'a'"
+    with pytest.raises(ValueError, match=place + r" is 600,000 characters long, above the limit"):
+        load()
+
+
+def test_a_task_row_with_both_a_headline_and_words_follows_one_rule_in_every_reader(tmp_path):
+    """MWAHAHA's reader and the reader of your own prompt files: a row asks for one task. Both filled is refused
+    in both (naming the row), unless prompt_type picks one; a stray quote stays part of the headline."""
+    from data.loaders import load_prompts, read_task_tsv
+    body = 'id\tword1\tword2\theadline\nen_1\t-\t-\tMan says "hello\nen_2\tcactus\tlawsuit\tCat elected "mayor\n'
+    mwahaha = tmp_path / "task-a-en.tsv"
+    mwahaha.write_text(body, encoding="utf-8")
+    own = tmp_path / "my_prompts.tsv"
+    own.write_text(body, encoding="utf-8")
+    for read in (lambda: read_task_tsv(mwahaha), lambda: load_prompts([str(own)])):
+        with pytest.raises(ValueError, match=r"\.tsv:3: the row has both a headline and two words"):
+            read()
+    own.write_text(body.replace("headline\n", "headline\tprompt_type\n").replace('hello\n', 'hello\t-\n')
+                   .replace('"mayor\n', '"mayor\twords\n'), encoding="utf-8")
+    first, second = load_prompts([str(own)])
+    assert (first.prompt_type, first.headline) == ("headline", 'Man says "hello')
+    assert (second.prompt_type, second.words) == ("words", ("cactus", "lawsuit"))
