@@ -189,6 +189,33 @@ def text_flags(texts: list[str], langs: list[str], cfg) -> dict[str, list[bool]]
             "gibberish": [g > cfg.gibberish_threshold for g in gibberish]}
 
 
+DEGENERATE_AT = 0.5     # half the n-grams repeated, or half the characters junk: nothing of a joke is left
+
+
+def make_degenerate_penalty(ngram: int, repetition_threshold: float, gibberish_threshold: float):
+    """How far a text has gone into a loop or into junk, in [0, 1]: 0 up to the thresholds that flag it
+    (text_flags), rising linearly to 1 where half of its n-grams repeat or half of its characters are junk
+    (DEGENERATE_AT); the larger of the two. Its default weight (-1) keeps such a text below zero and below every
+    clean joke whatever a reward model says of it (the seed's classifier scored '这就是生活！' x 40 at 0.98).
+
+    >>> degenerate_penalty = make_degenerate_penalty(3, 0.2, 0.1)
+    >>> degenerate_penalty(["A cow walks into a bar.", "a" * 10000, "ha " * 500, "这就是生活！" * 40], lang=["en", "en", "en", "zh"])
+    [0.0, 1.0, 1.0, 1.0]
+    """
+    repetition = make_repetition_penalty(ngram)
+
+    def ramp(share: float, threshold: float) -> float:     # a step at the threshold when it is above DEGENERATE_AT
+        end = max(DEGENERATE_AT, threshold)
+        return 0.0 if share <= threshold else 1.0 if share >= end else (share - threshold) / (end - threshold)
+
+    def degenerate_penalty(completions: list[str], lang=None, **kwargs) -> list[float | None]:
+        langs = _langs(lang, len(completions))
+        return [max(ramp(r, repetition_threshold), ramp(g, gibberish_threshold)) for r, g in
+                zip(repetition(completions, lang=langs), gibberish_penalty(completions, lang=langs))]
+
+    return degenerate_penalty
+
+
 def empty_penalty(completions: list[str], **kwargs) -> list[float | None]:
     """1.0 for a completion with no letter or digit (empty, whitespace, punctuation only: '', '。。。', '!!!'),
     else 0.0. Its default weight (-1) keeps such a completion below zero whatever the other components say.

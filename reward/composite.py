@@ -35,6 +35,8 @@ COMPONENTS = {
     "no_eos_penalty": lambda cfg, rm: C.no_eos_penalty,
     "gibberish_penalty": lambda cfg, rm: C.gibberish_penalty,
     "empty_penalty": lambda cfg, rm: C.empty_penalty,
+    "degenerate_penalty": lambda cfg, rm: C.make_degenerate_penalty(cfg.repetition_ngram, cfg.repetition_threshold,
+                                                                    cfg.gibberish_threshold),
     # a ranking reward model's (0, 1) score (reward/model.py RankingRewardModel); rm_reward's model is not needed
     "rank_reward": lambda cfg, rm: C.make_rm_reward(
         RankingRewardModel(cfg.ranking_model_dir(), cfg.rm_batch_size, cfg.rm_max_length), name="rank_reward"),

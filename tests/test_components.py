@@ -118,6 +118,36 @@ def test_default_preset_makes_each_hack_cost_reward():
         RewardArgs(reward_weights="nope")
 
 
+DEGENERATE = {"en": ["a" * 10000, "ha " * 500, "lol " * 60 + "the end.", "xkcdqz brrrrr zzzzzz " * 20],
+              "zh": ["这就是生活！" * 40, REPEAT_HACK, "哈" * 300]}
+REAL_JOKES = {"en": ["I told my cactus a secret. It said it would stay sharp about it.",
+                     "The lawyer sued the cactus, but the case was thrown out: no one could get a grip on it.",
+                     "Why did the mayor hire a cat? He wanted someone to chase the rats in the council."],
+              "zh": [CLEAN_ZH, "我的冰箱在减肥，所以它每天晚上都关着门。"]}
+
+
+@pytest.mark.parametrize("prompt_type", ["words", "headline"])
+def test_a_looped_or_junk_text_scores_below_zero_and_below_every_real_joke(prompt_type):
+    """Under the default weights, with a reward model that rates every text 1.0 (the genre detector's failure:
+    garbage looks funny to it), each degenerate text still totals below 0 and below each real joke, though the
+    real jokes lose coverage (they hold no required word) and the junk takes every other point going."""
+    texts = [t for lang in ("en", "zh") for t in DEGENERATE[lang] + REAL_JOKES[lang]]
+    langs = [lang for lang in ("en", "zh") for _ in DEGENERATE[lang] + REAL_JOKES[lang]]
+    cfg = RewardArgs(reward_weights="default", length_window={"en": [6, 40], "zh": [10, 80]})
+    class LovesEverything:
+        def score(self, texts, instructions=None, themes=None):
+            return [1.0] * len(texts)
+    words = [["a", "ha"] if lang == "en" else ["这", "哈"] for lang in langs]       # the junk covers its words
+    cols = dict(lang=langs, finished=[True] * len(texts),
+                words=words if prompt_type == "words" else [None] * len(texts))
+    total = score(build_components(cfg, LovesEverything()), texts, [prompt_type] * len(texts), cfg.reward_weights,
+                  **cols)["total"]
+    degenerate = [x for t, x in zip(texts, total) if any(t in DEGENERATE[lang] for lang in DEGENERATE)]
+    real = [x for t, x in zip(texts, total) if any(t in REAL_JOKES[lang] for lang in REAL_JOKES)]
+    assert len(degenerate) == 7 and len(real) == 5
+    assert max(degenerate) < 0 < min(real), (degenerate, real)
+
+
 def test_grpo_reward_functions_run_each_component_once_per_step_over_all_prompt_types():
     """The reward model's forward runs once over the whole batch, not once per prompt type."""
     class CountingRM:
