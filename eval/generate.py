@@ -82,25 +82,26 @@ def main(argv: list[str] | None = None) -> list[dict]:
     set_seed(cfg.seed)
     lang = args.lang or cfg.langs[0]
 
-    adapters = policy_adapters(cfg.run_dir(), cfg.policy)
-    model, tokenizer = load_policy(cfg.policy_model, adapters, dtype=cfg.model_dtype)
     if args.best_of < 1:
-        raise SystemExit(f"--best_of must be >= 1, got {args.best_of}")
+        raise ValueError(f"--best_of must be >= 1, got {args.best_of}")
+    # every prompt is read and checked before minutes go into loading weights
+    tasks = [TaskPrompt(f"cli_h{i}", lang, "headline", headline=h) for i, h in enumerate(args.headline)]
+    for i, pair in enumerate(args.words):
+        words = [w.strip() for w in pair.split(",")]
+        if len(words) != 2 or not all(words):
+            raise ValueError(f"--words {pair!r}: give two comma-separated words")
+        tasks.append(TaskPrompt(f"cli_w{i}", lang, "words", words=(words[0], words[1])))
+    if args.tsv:
+        tasks += read_task_tsv(Path(args.tsv))
+    if not tasks and not args.chat:
+        tasks = rl_prompt_split(cfg)[1]         # the prompts RL held out of training
+    adapters = policy_adapters(cfg.run_dir(), cfg.policy)
+
+    model, tokenizer = load_policy(cfg.policy_model, adapters, dtype=cfg.model_dtype)
     fns = scorer_with(cfg, cfg.rank_by) if args.best_of > 1 else build_scorer(cfg)
     if args.chat:
         chat(model, tokenizer, cfg, fns, lang)
         return []
-
-    tasks = [TaskPrompt(f"cli_h{i}", lang, "headline", headline=h) for i, h in enumerate(args.headline)]
-    for i, pair in enumerate(args.words):
-        words = [w.strip() for w in pair.split(",")]
-        if len(words) != 2:
-            raise SystemExit(f"--words {pair!r}: give two comma-separated words")
-        tasks.append(TaskPrompt(f"cli_w{i}", lang, "words", words=(words[0], words[1])))
-    if args.tsv:
-        tasks += read_task_tsv(Path(args.tsv))
-    if not tasks:
-        tasks = rl_prompt_split(cfg)[1]         # the prompts RL held out of training
     started = time.time()
     samples = args.best_of if args.best_of > 1 else cfg.samples_per_prompt
     rows = generate_rows(model, tokenizer, tasks, cfg, fns, samples, cfg.gen_batch_size)

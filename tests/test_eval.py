@@ -159,3 +159,20 @@ def test_chat_reads_prompts_and_prints_jokes_with_their_rewards(run, monkeypatch
     out = capsys.readouterr()
     assert out.out.count("'total':") == 4 and "'coverage_reward':" in out.out     # 2 prompts x 2 samples
     assert "needs two words" in out.err
+
+
+@pytest.mark.parametrize("body,message", [
+    (None, "file not found"),
+    ("id\tword1\tword2\theadline\nen_1\tcactus\t-\t-\n", r"task-a-en\.tsv:2: 'words' must hold two words"),
+    ("id\tword1\theadline\nen_1\tcactus\tx\n", r"missing column\(s\) \['word2'\]"),
+])
+def test_generate_reads_and_checks_its_prompt_file_before_loading_any_weights(tmp_path, monkeypatch, body, message):
+    import eval.generate as gen
+    def no_loading(*args, **kwargs):
+        raise AssertionError("weights loaded before the prompt file was checked")
+    monkeypatch.setattr(gen, "load_policy", no_loading)
+    tsv = tmp_path / "task-a-en.tsv"
+    if body is not None:
+        tsv.write_text(body, encoding="utf-8")
+    with pytest.raises((ValueError, FileNotFoundError), match=message):
+        gen.main(["--config", TINY, "--runs_dir", str(tmp_path), "--policy", "base", "--tsv", str(tsv)])
