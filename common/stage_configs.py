@@ -22,10 +22,16 @@ SEED_REWARD_WEIGHTS = {
 # The guards against the seed's reward hacks (SPEC section 2), small enough not to dominate the humor signal but
 # large enough that Arabic script, a missing EOS or code garbage never outscores a clean joke.
 GUARD_WEIGHTS = {"script_drift_penalty": -0.30, "no_eos_penalty": -0.10, "gibberish_penalty": -0.20,
-                 "empty_penalty": -1.00}    # an empty or punctuation-only completion never earns a positive total
+                 "empty_penalty": -1.00,        # an empty or punctuation-only completion never earns a positive total
+                 "degenerate_penalty": -1.00}   # nor does one phrase looped or a text of junk ("a" * 10000)
 REWARD_WEIGHT_PRESETS = {
     "seed": SEED_REWARD_WEIGHTS,
     "default": {prompt_type: {**weights, **GUARD_WEIGHTS} for prompt_type, weights in SEED_REWARD_WEIGHTS.items()},
+    # the humor term from people's side-by-side choices (the ranking RM, rank_reward) instead of the binary
+    # classifier's P(humor), the rest as in default
+    "preference": {prompt_type: {("rank_reward" if name == "rm_reward" else name): w
+                                 for name, w in {**weights, **GUARD_WEIGHTS}.items()}
+                   for prompt_type, weights in SEED_REWARD_WEIGHTS.items()},
 }
 
 
@@ -444,6 +450,14 @@ class DPOArgs(RewardArgs, PromptArgs, PreferenceArgs):
     min_grade_gap: float = field(default=0.0, metadata={"help": "Humicroedit: drop pairs whose mean grades differ by less."})
     min_score_gap: float = field(default=0.05, metadata={"help": "'self' pairs: drop pairs whose composite rewards differ by less."})
     dpop_lambda: float = field(default=0.5, metadata={"help": "DPOP lambda (seed: 0.5; >= 5 destroyed fluency in their runs)."})
+    min_completion_tokens: int = field(default=8, metadata={
+        "help": "A pair whose prompt (cut on the left to max_prompt_tokens) leaves fewer tokens of max_length than "
+                "this for a completion that needs them is dropped (and counted): a few tokens of each answer are no "
+                "preference to learn."})
+    max_dropped_share: float = field(default=0.1, metadata={
+        "help": "Refuse to train when more than this share of the pairs does not fit max_length (no room for a "
+                "completion, or chosen and rejected identical once cut); 1.0 accepts any loss. Pairs left out by "
+                "langs or max_pairs are counted but do not count here."})
 
     def __post_init__(self):
         RewardArgs.__post_init__(self)
@@ -581,6 +595,7 @@ _NON_NEGATIVE = Range(0)
 _POSITIVE = Range(0, low_open=True)
 _SHARE = Range(0, 1)
 RANGES = {
+    "max_dropped_share": _SHARE, "min_completion_tokens": _AT_LEAST_1,
     "arena_tie_margin": Range(0, 0.5, high_open=True), "arena_bootstrap": _AT_LEAST_1, "arena_max_votes": _AT_LEAST_1,
     "seed": _NON_NEGATIVE, "max_rows_per_source": _AT_LEAST_1, "eval_prompts": _NON_NEGATIVE,
     "lora_r": _AT_LEAST_1, "lora_alpha": _POSITIVE, "lora_dropout": Range(0, 1, high_open=True),

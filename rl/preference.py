@@ -6,26 +6,30 @@ policy = base + adapters merged + a fresh LoRA; reference = the same with the Lo
 - `PreferenceTrainer`, a transformers Trainer, runs any loss function of rl/losses.py over K ranked completions
   per prompt. It tokenizes exactly as TRL does (checked by a test), so DPO and DPOP runs on the same pairs compare
   like for like.
+Both engines train the same FittedPairs (fit_pairs): the prompt cut on the left to max_prompt_tokens, the
+completions cut to what max_length leaves, and the pairs that cannot fit dropped and counted, so that neither
+engine truncates or drops anything further.
 Both engines log rewards/{chosen,rejected,margins,accuracies} and logps/{chosen,rejected}: the chosen sequence
 log-prob is what DPO lets fall and DPOP holds up.
 """
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import Counter, defaultdict
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
 import torch
 from datasets import Dataset
 from peft import get_peft_model
-from transformers import Trainer, TrainingArguments
+from transformers import AutoTokenizer, Trainer, TrainingArguments
 from trl import DPOConfig, DPOTrainer
 
-from common.generation import adds_special_tokens, sample_completions, stop_token_ids
+from common.generation import adds_special_tokens, fit_prompt, sample_completions, stop_token_ids
 from common.io import write_jsonl
 from common.logprobs import token_logprobs
-from common.models import load_policy, save_stage_adapter
+from common.models import load_base_policy, load_policy, locate, resolve_packaged, save_stage_adapter
 from common.rundir import StageState
 from common.tb import tensorboard_callback
 from common.training import lora_config, trainer_config, use_bf16
@@ -45,14 +49,127 @@ def common_prefix_length(a: list[int], b: list[int]) -> int:
     return n
 
 
-def tokenize_example(tokenizer, prompt: str, completions: list[str], max_length: int) -> dict:
+def with_eos(tokenizer, completion: str) -> str:
+    """The completion as TRL's DPOTrainer trains it: the EOS text appended unless it is already there."""
+    eos = tokenizer.eos_token
+    return completion if completion.endswith(eos) else completion + eos
+
+
+def tokenize_example(tokenizer, prompt: str, completions: list[str], max_length: int | None) -> dict:
     """As TRL's DPOTrainer: completion + EOS appended to the prompt text, the completion starting where the
-    tokenized prompt and prompt + completion diverge; truncated at the end to max_length."""
+    tokenized prompt and prompt + completion diverge; truncated at the end to max_length (None: not truncated)."""
     special = adds_special_tokens(tokenizer, [prompt])
     prompt_ids = tokenizer(prompt, add_special_tokens=special)["input_ids"]
-    fulls = [tokenizer(prompt + c + tokenizer.eos_token, add_special_tokens=special)["input_ids"] for c in completions]
+    fulls = [tokenizer(prompt + with_eos(tokenizer, c), add_special_tokens=special)["input_ids"] for c in completions]
     start = min(common_prefix_length(prompt_ids, f) for f in fulls)
-    return {"prompt_ids": prompt_ids[:start], "completion_ids": [f[start:][:max(1, max_length - start)] for f in fulls]}
+    completion_ids = [f[start:] for f in fulls]
+    if max_length is not None:
+        completion_ids = [ids[:max(1, max_length - start)] for ids in completion_ids]
+    return {"prompt_ids": prompt_ids[:start], "completion_ids": completion_ids}
+
+
+# ---------------------------------------------------------------- the token budget of a pair
+
+BUDGET_DROPS = ("no_room_for_completion", "identical_after_cut")     # why fit_pairs drops a pair
+FIT_ROUNDS = 8          # cut, re-tokenize, measure: a decoded cut re-tokenizes to within a token or two
+
+
+@dataclass(frozen=True)
+class FittedPair:
+    """An example as both engines train it: `prompt` the formatted conversation cut on the left, `completions`
+    (completion prefix included, best first) cut at the end, so that prompt + completion + EOS fits max_length."""
+    example: PreferenceExample
+    prompt: str
+    completions: tuple[str, ...]
+
+
+def load_policy_tokenizer(spec: str):
+    """The policy's tokenizer without its weights (a dry run counts the token budget with it); the tiny model is
+    built whole, it takes a second."""
+    if spec.startswith("tiny:"):
+        return load_base_policy(spec)[1]
+    path = str(resolve_packaged(spec)) if spec.startswith("pkg:") else locate(spec, "policy_model")
+    return AutoTokenizer.from_pretrained(path)
+
+
+def without_bos_text(tokenizer, prompt: str) -> str:
+    """The prompt without a chat template's BOS text when the tokenizer adds its BOS anyway: TRL tokenizes with
+    special tokens on, and would otherwise train on two BOS tokens where our engine has one."""
+    bos = tokenizer.bos_token
+    adds_bos = bos is not None and tokenizer("a")["input_ids"][:1] == [tokenizer.bos_token_id]
+    return prompt[len(bos):] if adds_bos and prompt.startswith(bos) else prompt
+
+
+def cut_completion(tokenizer, text: str, tokens: int) -> str:
+    """The first `tokens` tokens of text, as text (a character split by the cut is left out)."""
+    ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+    keep = max(0, min(tokens, len(ids) - 1))
+    return tokenizer.decode(ids[:keep], skip_special_tokens=False, clean_up_tokenization_spaces=False).rstrip("\ufffd")
+
+
+def fit_completions(tokenizer, prompt: str, completions: list[str], max_length: int,
+                    min_completion_tokens: int) -> tuple[list[str] | None, str | None]:
+    """(completions cut so that the prompt + each + EOS fits max_length as TRL tokenizes it, None) or (None, the
+    reason the pair cannot fit). Measured, not estimated: a decoded cut can re-tokenize differently, so it is cut,
+    re-tokenized and measured until it fits."""
+    texts = list(completions)
+    for _ in range(FIT_ROUNDS):
+        tokenized = tokenize_example(tokenizer, prompt, texts, None)
+        room = max_length - len(tokenized["prompt_ids"])
+        over = [len(ids) - room for ids in tokenized["completion_ids"]]
+        if max(over) <= 0:
+            break
+        if room < min_completion_tokens:
+            return None, "no_room_for_completion"
+        for i, extra in enumerate(over):
+            if extra > 0:
+                own = len(tokenizer(texts[i], add_special_tokens=False)["input_ids"])
+                texts[i] = cut_completion(tokenizer, texts[i], own - extra)
+    else:
+        return None, "no_room_for_completion"
+    if len(set(texts)) < len(texts):
+        return None, "identical_after_cut"
+    return texts, None
+
+
+def fit_pairs(tokenizer, examples: list[PreferenceExample], max_prompt_tokens: int, max_length: int,
+              min_completion_tokens: int = 8) -> tuple[list[FittedPair], dict]:
+    """Every example fitted to the token budget, or dropped by reason (BUDGET_DROPS): (the fitted pairs, counts
+    {fitted, dropped: {reason: n}, prompts_cut, completions_cut}; the cuts counted over the fitted pairs).
+    A long conversation keeps its end: the last turns and the chat template's generation prompt."""
+    prefix = completion_prefix(tokenizer)
+    fitted, dropped, prompts_cut, completions_cut = [], Counter(), 0, 0
+    for ex in examples:
+        whole = without_bos_text(tokenizer, format_conversation(tokenizer, example_messages(ex)))
+        prompt = fit_prompt(tokenizer, whole, max_prompt_tokens)
+        originals = [prefix + c for c in ex.completions]
+        completions, reason = fit_completions(tokenizer, prompt, originals, max_length, min_completion_tokens)
+        if reason:
+            dropped[reason] += 1
+            continue
+        prompts_cut += prompt != whole
+        completions_cut += sum(c != o for c, o in zip(completions, originals))
+        fitted.append(FittedPair(ex, prompt, tuple(completions)))
+    return fitted, {"fitted": len(fitted), "dropped": dict(dropped), "prompts_cut": prompts_cut,
+                    "completions_cut": completions_cut}
+
+
+def trl_rows(pairs: list[FittedPair]) -> dict[str, list[str]]:
+    """The pairs as TRL's DPOTrainer reads them: prompt, chosen (best), rejected (worst), as text."""
+    return {"prompt": [p.prompt for p in pairs], "chosen": [p.completions[0] for p in pairs],
+            "rejected": [p.completions[-1] for p in pairs]}
+
+
+def check_untouched(rows, expected: int, max_length: int, engine: str) -> None:
+    """Refuse to train when the engine's tokenized rows are not the fitted pairs whole: one dropped, or one longer
+    than max_length (its truncation would cut it). Rows: {prompt_ids, and chosen_ids + rejected_ids or
+    completion_ids}. A failure here is a bug of fit_pairs, not of the data."""
+    rows = list(rows)
+    longest = max((len(r["prompt_ids"]) + len(c) for r in rows
+                   for c in r.get("completion_ids") or (r["chosen_ids"], r["rejected_ids"])), default=0)
+    if len(rows) != expected or longest > max_length:
+        raise RuntimeError(f"{engine} would train {len(rows)} of the {expected} fitted pairs, the longest "
+                           f"{longest} tokens for max_length {max_length}: the token budget and the engine disagree")
 
 
 def collate(pad_id: int):
@@ -114,27 +231,46 @@ class PreferenceTrainer(Trainer):
         super().log(logs, start_time)
 
 
-def train_preferences(cfg, loss_fn: PreferenceLoss | None, stage: str, examples: list[PreferenceExample], out: Path,
-                      resume: str | None, adapters: list[Path], max_steps: int, started: float) -> dict:
+def fitted_for_training(cfg, tokenizer, examples: list[PreferenceExample] | list[FittedPair],
+                        stage: str) -> tuple[list[FittedPair], dict | None]:
+    """FittedPairs as a stage gave them (counted there: (pairs, None)), or examples fitted here with the config's
+    budget, the pairs dropped printed: (pairs, fit_pairs' counts)."""
+    if examples and isinstance(examples[0], FittedPair):
+        return list(examples), None
+    pairs, counts = fit_pairs(tokenizer, examples, cfg.max_prompt_tokens, cfg.max_length,
+                              getattr(cfg, "min_completion_tokens", 8))
+    if counts["dropped"] or counts["prompts_cut"] or counts["completions_cut"]:
+        print(f"[{stage}] token budget: {len(pairs)} of {len(examples)} examples fit max_length {cfg.max_length}; "
+              f"dropped {counts['dropped'] or 'none'}; prompts cut {counts['prompts_cut']}, completions cut "
+              f"{counts['completions_cut']}")
+    if not pairs:
+        raise ValueError(f"[{stage}] none of the {len(examples)} examples fits max_length {cfg.max_length} "
+                         f"({counts['dropped']}): raise max_length or lower max_prompt_tokens")
+    return pairs, counts
+
+
+def train_preferences(cfg, loss_fn: PreferenceLoss | None, stage: str,
+                      examples: list[PreferenceExample] | list[FittedPair], out: Path, resume: str | None,
+                      adapters: list[Path], max_steps: int, started: float) -> dict:
     """Train a fresh LoRA on base + adapters (merged; the reference) and save <out>/final atomically.
-    loss_fn None: TRL's DPOTrainer (DPO); else PreferenceTrainer with that loss. started: the stage's clock."""
+    loss_fn None: TRL's DPOTrainer (DPO); else PreferenceTrainer with that loss. started: the stage's clock.
+    examples: FittedPairs a stage has fitted and counted (rl/dpo.py), or examples fitted here (fitted_for_training);
+    either way both engines get exactly these pairs, checked after they tokenized them (check_untouched)."""
     model, tokenizer = load_policy(cfg.policy_model, adapters, dtype=cfg.model_dtype)
     stop_token_ids(model, tokenizer)
-    prefix = completion_prefix(tokenizer)
-    prompts = [format_conversation(tokenizer, example_messages(ex)) for ex in examples]
+    pairs, budget = fitted_for_training(cfg, tokenizer, examples, stage)
     callbacks = [tensorboard_callback(out), StageState(started)]
     steps = {} if cfg.epochs else {"max_steps": max_steps}     # epochs, when set, win (as in every Trainer stage)
     if loss_fn is None:
-        data = Dataset.from_dict({"prompt": prompts, "chosen": [prefix + ex.completions[0] for ex in examples],
-                                  "rejected": [prefix + ex.completions[-1] for ex in examples]})
         args = trainer_config(DPOConfig, cfg, out, **steps, beta=cfg.beta, loss_type=["sigmoid"],
                               max_length=cfg.max_length)
         trainer = DPOTrainer(model=model, args=args,
-                             processing_class=tokenizer, train_dataset=data, peft_config=lora_config(cfg),
-                             callbacks=callbacks)
+                             processing_class=tokenizer, train_dataset=Dataset.from_dict(trl_rows(pairs)),
+                             peft_config=lora_config(cfg), callbacks=callbacks)
+        check_untouched(trainer.train_dataset, len(pairs), cfg.max_length, "TRL's DPOTrainer")
     else:
-        tokenized = [tokenize_example(tokenizer, p, [prefix + c for c in ex.completions], cfg.max_length)
-                     for p, ex in zip(prompts, examples)]
+        tokenized = [tokenize_example(tokenizer, p.prompt, list(p.completions), None) for p in pairs]
+        check_untouched(tokenized, len(pairs), cfg.max_length, "PreferenceTrainer")
         trainer = PreferenceTrainer(
             model=get_peft_model(model, lora_config(cfg)),
             args=trainer_config(TrainingArguments, cfg, out, **steps, remove_unused_columns=False),
@@ -146,7 +282,7 @@ def train_preferences(cfg, loss_fn: PreferenceLoss | None, stage: str, examples:
     save_stage_adapter(out / "final", trainer.model, tokenizer, cfg.policy_model, parent=Path(adapters[-1]))
     history = [h for h in trainer.state.log_history if "logps/chosen" in h]
     return {"trainer": trainer, "tokenizer": tokenizer, "update_check": moved, "history": history,
-            "steps": trainer.state.global_step}
+            "steps": trainer.state.global_step, "pairs": len(pairs), "budget": budget}
 
 
 def trend(history: list[dict], key: str, n: int = 3) -> tuple[float | None, float | None]:

@@ -205,3 +205,228 @@ def test_pgcl_runs_both_stages_and_reports_structure_success(run, tmp_path, monk
     assert all(len(e.completions) == 3 and e.completions[2] == "no pun here" for e in triples)
     chain = json.loads((tmp_path / "pgcl" / "final" / "lineage.json").read_text())["parents"]
     assert chain == [str(tmp_path / "pgcl" / "stage1" / "final")]
+
+
+# ---------------------------------------------------------------- the token budget: every pair accounted for
+
+WORDS = "the cat sat on a mat and a dog ran past it while the moon rose over the quiet town".split()
+
+
+def words(seed: int, n: int) -> str:
+    """n words of filler text, different for each seed."""
+    return " ".join(WORDS[(seed * 7 + i) % len(WORDS)] for i in range(n)) + "."
+
+
+def llamafactory_row(i: int, turns: bool = True, chosen: str | None = None, rejected: str | None = None,
+                     **extra) -> dict:
+    """A long multi-turn LLaMA-Factory ShareGPT pair: a system turn and two long rounds of history before a long
+    question (turns False: a short question alone), a long chosen and a short rejected answer."""
+    history = [{"from": "system", "value": "You are helpful. " + words(i, 40)},
+               {"from": "human", "value": words(i + 1, 200)}, {"from": "gpt", "value": words(i + 2, 150)}]
+    question = {"from": "human", "value": f"Question {i}: " + words(i + 3, 60 if turns else 15)}
+    return {"conversations": [*(history if turns else []), question],
+            "chosen": {"from": "gpt", "value": chosen or f"Answer {i} yes: " + words(i + 4, 120)},
+            "rejected": {"from": "gpt", "value": rejected or f"No {i}."}, **extra}
+
+
+def write_rows(path: Path, rows: list[dict]) -> str:
+    path.write_text(json.dumps(rows, ensure_ascii=False))
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def tiny_tokenizer():
+    from common.models import load_base_policy
+    return load_base_policy("tiny:llama")[1]
+
+
+def prompt_tokens(tokenizer, example) -> int:
+    """Tokens of an example's whole formatted conversation (the tiny tokenizer adds no special tokens)."""
+    from data.preferences import example_messages
+    from data.prompts import format_conversation
+    return len(tokenizer(format_conversation(tokenizer, example_messages(example)))["input_ids"])
+
+
+def test_trl_tokenizes_the_fitted_pairs_whole_and_the_uncut_texts_lose_them(tmp_path, tiny_tokenizer):
+    """Long multi-turn pairs, prompts cut on the left to 64 tokens and long answers to what 128 leaves: TRL's
+    DPOTrainer keeps every pair and tokenizes exactly what fit_pairs measured; the uncut texts lose every pair."""
+    from datasets import Dataset
+    from trl import DPOConfig, DPOTrainer
+
+    from common.models import load_base_policy
+    from common.stage_configs import DPOArgs
+    from common.training import lora_config
+    from rl.preference import fit_pairs, tokenize_example, trl_rows
+
+    tok = tiny_tokenizer
+    examples = read_preferences(write_rows(tmp_path / "lf.json", [llamafactory_row(i) for i in range(6)]))
+    assert all(prompt_tokens(tok, ex) > 128 for ex in examples)               # each prompt alone exceeds max_length
+    assert all(len(tok(" " + ex.completions[0])["input_ids"]) > 128 for ex in examples)    # every chosen too long
+    assert all(len(tok(" " + ex.completions[1])["input_ids"]) + 1 < 128 - 64 for ex in examples)   # rejected fits
+    pairs, counts = fit_pairs(tok, examples, max_prompt_tokens=64, max_length=128)
+    assert counts == {"fitted": 6, "dropped": {}, "prompts_cut": 6, "completions_cut": 6}
+    assert [p.example for p in pairs] == examples
+    from data.preferences import example_messages
+    from data.prompts import format_conversation
+    wholes = [format_conversation(tok, example_messages(ex)) for ex in examples]
+    assert all(whole.endswith(p.prompt) and len(p.prompt) < len(whole) for p, whole in zip(pairs, wholes))   # the end
+
+    def trl_dataset(rows):
+        model = load_base_policy("tiny:llama")[0]
+        return DPOTrainer(model=model, processing_class=tok, train_dataset=Dataset.from_dict(rows),
+                          peft_config=lora_config(DPOArgs()),
+                          args=DPOConfig(output_dir=str(tmp_path / "trl"), report_to="none", use_cpu=True,
+                                         max_length=128)).train_dataset
+
+    trained = list(trl_dataset(trl_rows(pairs)))
+    assert len(trained) == 6
+    for row, pair in zip(trained, pairs):
+        ours = tokenize_example(tok, pair.prompt, list(pair.completions), None)
+        assert row["prompt_ids"] == ours["prompt_ids"]
+        assert [row["chosen_ids"], row["rejected_ids"]] == ours["completion_ids"]
+        assert len(row["prompt_ids"]) <= 64 and len(row["prompt_ids"]) + len(row["chosen_ids"]) == 128
+        assert row["rejected_ids"][-1] == tok.eos_token_id
+    whole = {"prompt": wholes, "chosen": [" " + ex.completions[0] for ex in examples],
+             "rejected": [" " + ex.completions[1] for ex in examples]}
+    assert len(trl_dataset(whole)) == 0                       # TRL drops every pair whose prompt reaches max_length
+
+
+def test_a_chat_template_keeps_its_generation_prompt_and_one_bos(tiny_tokenizer):
+    """With a template that writes the BOS the tokenizer also adds, a fitted prompt has one BOS as TRL tokenizes
+    it (special tokens on), cut or not, and a cut one ends with the question and the generation prompt."""
+    import copy
+
+    from tokenizers import processors
+
+    from rl.preference import fit_pairs
+
+    tok = copy.deepcopy(tiny_tokenizer)
+    tok._tokenizer.post_processor = processors.TemplateProcessing(single="<bos> $A",
+                                                                  special_tokens=[("<bos>", tok.bos_token_id)])
+    tok.chat_template = ("{{ bos_token }}{% for m in messages %}<|{{ m['role'] }}|>\n{{ m['content'] }}\n{% endfor %}"
+                         "{% if add_generation_prompt %}<|assistant|>\n{% endif %}")
+    examples = [PreferenceExample(TaskPrompt("short", "en", "raw", headline="Tell a joke"), ("Ha.", "No."), "x"),
+                PreferenceExample(TaskPrompt("long", "en", "raw", headline="And one about a moon?"),
+                                  ("Yes.", "No."), "x", ({"role": "system", "content": words(1, 200)},))]
+    pairs, counts = fit_pairs(tok, examples, max_prompt_tokens=64, max_length=128)
+    assert counts["prompts_cut"] == 1 and counts["fitted"] == 2
+    for pair in pairs:
+        ids = tok(pair.prompt)["input_ids"]                  # as TRL tokenizes it
+        assert ids[0] == tok.bos_token_id and ids.count(tok.bos_token_id) == 1
+        assert pair.prompt.endswith(f"<|user|>\n{pair.example.task.headline}\n<|assistant|>\n")
+    assert pairs[0].prompt == "<|user|>\nTell a joke\n<|assistant|>\n"
+    assert len(tok(pairs[1].prompt, add_special_tokens=False)["input_ids"]) <= 64
+
+
+def test_a_pair_that_cannot_fit_is_dropped_and_counted(tiny_tokenizer):
+    """max_prompt_tokens 124 of max_length 128: a long conversation leaves 4 tokens or so, fewer than the 8 a
+    completion needs; a short question leaves room, but two answers alike for longer than that room are the same
+    text once cut."""
+    from rl.preference import fit_pairs
+
+    tok = tiny_tokenizer
+    shared = "Answer: " + words(5, 150)
+    rows = [llamafactory_row(0), llamafactory_row(1, turns=False),
+            llamafactory_row(2, turns=False, chosen=shared + " So yes.", rejected=shared + " So no.")]
+    long_prompt, fits, alike = [read_preferences_rows(rows)[i] for i in range(3)]
+    assert prompt_tokens(tok, long_prompt) > 124 and len(tok(" " + long_prompt.completions[0])["input_ids"]) > 8
+    room = 128 - prompt_tokens(tok, fits)
+    assert room > 8 + 8 and len(tok(" " + shared)["input_ids"]) > room     # the shared part alone overflows
+    pairs, counts = fit_pairs(tok, [long_prompt, fits, alike], max_prompt_tokens=124, max_length=128,
+                              min_completion_tokens=8)
+    assert [p.example for p in pairs] == [fits]
+    assert counts == {"fitted": 1, "dropped": {"no_room_for_completion": 1, "identical_after_cut": 1},
+                      "prompts_cut": 0, "completions_cut": 1}
+
+
+def read_preferences_rows(rows: list[dict]) -> list[PreferenceExample]:
+    """Rows parsed as a file of them would be."""
+    import tempfile
+    with tempfile.TemporaryDirectory() as d:
+        return read_preferences(write_rows(Path(d) / "rows.json", rows))
+
+
+@pytest.fixture(scope="module")
+def sft_adapter(tmp_path_factory) -> str:
+    """A fresh (zero) LoRA saved as an SFT adapter of tiny:llama: the DPO stage starts from it."""
+    from peft import get_peft_model
+
+    from common.models import fingerprint, load_base_policy, save_stage_adapter
+    from common.stage_configs import DPOArgs
+    from common.training import lora_config
+
+    model, tok = load_base_policy("tiny:llama")
+    base = fingerprint(model)
+    path = tmp_path_factory.mktemp("sft") / "final"
+    save_stage_adapter(path, get_peft_model(model, lora_config(DPOArgs())), tok, "tiny:llama", base_fingerprint=base)
+    return str(path)
+
+
+def dpo_argv(tmp_path: Path, source: str, adapter: str = "unused", *extra: str) -> list[str]:
+    return ["--config", TINY, "--runs_dir", str(tmp_path / "runs"), "--run_name", "lf", "--sft_adapter", adapter,
+            "--preference_source", source, "--max_prompt_tokens", "64", "--max_length", "128", *extra]
+
+
+@pytest.mark.parametrize("loss", ["dpo", "dpop"])
+def test_the_stage_trains_every_long_pair_and_accounts_for_it(tmp_path, sft_adapter, tiny_tokenizer, loss):
+    from rl.dpo import main
+
+    source = write_rows(tmp_path / "lf.json", [llamafactory_row(i) for i in range(6)])
+    examples = read_preferences(source)
+    prompts_over = sum(prompt_tokens(tiny_tokenizer, ex) > 64 for ex in examples)
+    chosen_over = sum(len(tiny_tokenizer(" " + ex.completions[0])["input_ids"]) > 128 for ex in examples)
+    s = main(dpo_argv(tmp_path, source, sft_adapter, "--loss", loss, "--max_steps", "1", "--batch_size", "2"))
+    assert s["pairs"] == 6 and s["steps"] == 1
+    assert s["pair_accounting"] == {"read": 6, "used": 6, "dropped": {}, "prompts_cut": prompts_over,
+                                    "completions_cut": chosen_over, "max_prompt_tokens": 64, "max_length": 128}
+    assert prompts_over == chosen_over == 6
+    written = json.loads((tmp_path / "runs" / "lf" / loss / "summary.json").read_text())
+    assert written["pair_accounting"]["used"] == 6
+
+
+def test_too_many_pairs_dropped_is_refused_unless_allowed(tmp_path, capsys):
+    from rl.dpo import entry, main
+
+    rows = [llamafactory_row(i, turns=False) for i in range(3)] + [llamafactory_row(3)]
+    source = write_rows(tmp_path / "lf.json", rows)
+    argv = dpo_argv(tmp_path, source, "unused", "--max_prompt_tokens", "124", "--dry_run", "true")
+    with pytest.raises(SystemExit) as stop:
+        entry(argv)
+    assert stop.value.code == 2
+    message = capsys.readouterr().err.splitlines()[0]
+    assert message.startswith("error: 1 of 4 preference pairs (25%) do not fit max_length 128")
+    assert "no_room_for_completion 1" in message and "--max_dropped_share 0.25" in message
+    plan = main(argv + ["--max_dropped_share", "0.25"])
+    assert plan["pair_accounting"]["used"] == 3
+    assert plan["pair_accounting"]["dropped"] == {"no_room_for_completion": 1}
+    with pytest.raises(SystemExit):
+        entry(argv + ["--max_dropped_share", "1.5"])
+    assert "max_dropped_share must be in [0, 1]" in capsys.readouterr().err
+
+
+def test_dry_run_reads_the_pairs_file_and_fails_as_a_run_would(tmp_path, capsys):
+    from rl.dpo import entry, main
+
+    for source, expected in ((str(tmp_path / "missing.json"), "missing.json: file not found"),
+                             (write_rows(tmp_path / "bad.json", [llamafactory_row(0), {"conversations": [
+                                 {"from": "human", "value": "hi"}], "chosen": {"from": "gpt", "value": "A"}}]),
+                              "bad.json[1]: LLaMA-Factory rows need 'chosen' and 'rejected'")):
+        with pytest.raises(SystemExit) as stop:
+            entry(dpo_argv(tmp_path, source, "unused", "--dry_run", "true"))
+        err = capsys.readouterr().err.splitlines()
+        assert stop.value.code == 2 and len(err) == 2 and expected in err[0], err
+    plan = main(dpo_argv(tmp_path, "humicroedit", "unused", "--dry_run", "true"))
+    assert plan["pair_accounting"]["read"] == 9 and plan["pair_accounting"]["used"] == 9     # 10 rows, one tie
+
+
+def test_langs_keep_a_file_s_pairs_in_those_languages_and_count_the_rest(tmp_path):
+    from rl.dpo import main
+
+    rows = [llamafactory_row(i, turns=False, lang="en") for i in range(3)]
+    rows += [llamafactory_row(i, turns=False, lang="zh", chosen=f"好的{i}", rejected="不") for i in range(3, 5)]
+    source = write_rows(tmp_path / "mixed.json", rows)
+    plan = main(dpo_argv(tmp_path, source, "unused", "--langs", "[en]", "--dry_run", "true"))
+    assert plan["pair_accounting"]["read"] == 5 and plan["pair_accounting"]["used"] == 3
+    assert plan["pair_accounting"]["dropped"] == {"lang_zh": 2}
+    both = main(dpo_argv(tmp_path, source, "unused", "--langs", "[en, zh]", "--dry_run", "true"))
+    assert both["pair_accounting"]["used"] == 5 and both["pair_accounting"]["dropped"] == {}
