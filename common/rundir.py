@@ -1,14 +1,16 @@
 """A stage's own directory: refuse to overwrite a finished run, hold a lock against a second process, find the
 newest complete checkpoint and refuse to resume it with other settings, carry what the summary reports (alarms,
-wall time) across resumes, write summary.json and report.md at the end; and the dry run that resolves everything
-before any weights load."""
+wall time) across resumes, stop a run that diverges (setting aside the checkpoints it may have spoilt), write
+summary.json and report.md at the end; and the dry run that resolves everything before any weights load."""
 
 from __future__ import annotations
 
 import atexit
+import itertools
 import json
 import os
 import re
+import shutil
 import time
 from pathlib import Path
 
@@ -16,9 +18,12 @@ import yaml
 from transformers import TrainerCallback
 
 from common.accelerators import check_accelerators
+from common.cli import TrainingDiverged
 from common.config import to_dict
 from common.io import atomic_write_text
+from common.stages import STAGES
 from common.training import is_main_process
+from common.update_check import diverged, non_finite, outputs_problem, weight_norm_problem
 
 _CHECKPOINT = re.compile(r"checkpoint-(\d+)")
 STAGE_STATE = "humor_rl_state.json"      # what a Trainer checkpoint adds for our summary: elapsed time, alarms
@@ -28,6 +33,7 @@ COMPLETE_WHEN = (("trainer_state.json", STAGE_STATE), ("ppo_state.pt",))
 # settings a resumed run may change: how often it logs and saves, what it prints, whether it stops on an alarm
 RESUME_FREE = {"logging_steps", "save_steps", "log_samples_steps", "dry_run", "resume_changed", "alarm_stop",
                "output_dir", "runs_dir", "run_name"}
+WATCHED_LOGS = ("loss", "grad_norm")         # logged figures whose nan or infinity means the run diverged
 
 
 def checkpoints(directory: Path) -> list[Path]:
@@ -67,12 +73,138 @@ def stage_state(checkpoint: str | Path | None) -> dict:
     return json.loads(path.read_text()) if path and path.is_file() else {"elapsed_s": 0.0, "alarms": []}
 
 
-class StageState(TrainerCallback):
-    """Writes into every Trainer checkpoint what our summary needs after a resume: the wall time so far and the
-    alarms fired so far. Written after the Trainer's own files, so its presence marks the checkpoint complete."""
+def step_of(checkpoint: Path) -> int:
+    return int(_CHECKPOINT.fullmatch(checkpoint.name).group(1))
 
-    def __init__(self, started: float, alarms: list | None = None):
+
+def set_aside_checkpoints(directory: Path, after: int) -> list[Path]:
+    """Rename the checkpoints newer than step `after` to diverged-checkpoint-<step>: they may hold diverged
+    weights, and a resume takes the newest checkpoint. They stay for a look; neither our resume nor the Trainer's
+    rotation of old checkpoints (both read checkpoint-*) sees them."""
+    moved = []
+    for checkpoint in checkpoints(directory):
+        if step_of(checkpoint) > after:
+            target = checkpoint.with_name(f"diverged-{checkpoint.name}")
+            if target.exists():                  # left by an earlier diverged run in this directory
+                shutil.rmtree(target)
+            checkpoint.rename(target)
+            moved.append(target)
+    return moved
+
+
+def stage_of(directory: Path) -> str:
+    """A stage's name from its directory: <run>/<stage>, or <run>/<stage>/<part> ('pgcl stage1'); the directory's
+    own name when --output_dir put it elsewhere."""
+    names = {s.name for s in STAGES}
+    if directory.name not in names and directory.parent.name in names:
+        return f"{directory.parent.name} {directory.name}"
+    return directory.name
+
+
+class DivergenceWatch:
+    """Stops a training run at its first non-finite figure: a logged loss or grad norm, a trainable weight's norm,
+    or (probe given: a policy sampled from between steps) its outputs on fixed inputs. Training on would only
+    spread the nan into every later checkpoint and the final model. The checkpoints that may hold the diverged
+    weights are set aside, and the error names the one to resume from with a lower learning rate, which a resume
+    takes (StageState; PPO's loop likewise)."""
+
+    def __init__(self, stage: str, stage_dir: Path, learning_rate: float, probe=None, good_until: int = 0):
+        self.stage, self.stage_dir, self.learning_rate, self.probe = stage, Path(stage_dir), learning_rate, probe
+        self.good_until = good_until         # the newest step whose weights are known to give a finite loss
+
+    def problems(self, logs: dict | None = None, models=()) -> dict:
+        """What is not finite among the logged figures and the models' trainable weights (then outputs)."""
+        found = non_finite({key: (logs or {}).get(key) for key in WATCHED_LOGS})
+        if models:
+            found.update(weight_norm_problem(itertools.chain(*(m.named_parameters() for m in models))))
+        if models and self.probe is not None and not found:
+            found.update(outputs_problem(models[0], self.probe))
+        return found
+
+    def passed(self, step: int) -> None:
+        """A finite loss logged at `step` was computed on the weights of the step before: those are good."""
+        self.good_until = max(self.good_until, step - 1)
+
+    def check(self, step: int, logs: dict | None = None, models=(), found: dict | None = None) -> None:
+        """Raise TrainingDiverged on any problem (found: those seen earlier in the step), with the step's logged
+        loss and grad norm beside it; else the weights before this step are good."""
+        logs = logs or {}
+        found = {**self.problems(logs, models), **(found or {})}
+        if found:
+            logged = {key: float(logs[key]) for key in WATCHED_LOGS if logs.get(key) is not None}
+            raise self.stop(step, {**logged, **found})
+        if "loss" in logs:
+            self.passed(step)
+
+    def stop(self, step: int, found: dict) -> TrainingDiverged:
+        """The error to raise, once the checkpoints after the last good step are set aside."""
+        set_aside = set_aside_checkpoints(self.stage_dir, self.good_until) if is_main_process() else []
+        good = [p for p in checkpoints(self.stage_dir) if is_complete(p)]
+        lower = f"lower the learning rate (now {self.learning_rate:g})"
+        advice = (f"{lower} and resume from {good[-1]}: run again with a lower --learning_rate and --resume_changed "
+                  f"true" if good else f"{lower} and run again: no checkpoint from before the divergence to resume from")
+        if set_aside:
+            advice += f" ({', '.join(p.name for p in set_aside)}: set aside, may hold the diverged weights)"
+        return diverged(self.stage, step, found, advice)
+
+
+class DivergenceGuard(TrainerCallback):
+    """DivergenceWatch on a Trainer: the weights after every optimizer step, the loss and grad norm of every log.
+    Weights gone bad at a step force that step's log, so the error gives its loss and grad norm too, and cancel
+    its save."""
+
+    def __init__(self, stage: str | None = None, probe=None):
+        self.stage, self.probe, self.watch, self.pending = stage, probe, None, {}
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        directory = Path(args.output_dir)
+        self.watch = DivergenceWatch(self.stage or stage_of(directory), directory, args.learning_rate, self.probe,
+                                     good_until=state.global_step)
+
+    def on_step_end(self, args, state, control, model=None, **kwargs):
+        self.pending = self.watch.problems(models=[model] if model is not None else [])
+        if self.pending:
+            control.should_log, control.should_save = True, False
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        self.watch.check(state.global_step, logs, found=self.pending)
+
+
+def take_learning_rate(optimizer, scheduler, learning_rate: float) -> None:
+    """Make a resumed Trainer run at `learning_rate`. Its optimizer and scheduler come back from the checkpoint
+    with the rate the checkpoint was trained at, which would silently win over a lowered --learning_rate
+    (--resume_changed true: the way out of a diverged run). Every group is scaled alike: the schedule's shape and
+    position stay."""
+    scheduler = getattr(scheduler, "scheduler", scheduler)          # under accelerate's wrapper
+    saved = set(getattr(scheduler, "base_lrs", None) or [])
+    if optimizer is None or len(saved) != 1 or saved == {learning_rate} or saved == {0}:
+        return
+    old = saved.pop()
+    ratio = learning_rate / old
+    scheduler.base_lrs = [lr * ratio for lr in scheduler.base_lrs]
+    for group in optimizer.param_groups:
+        group["lr"] *= ratio
+        if "initial_lr" in group:
+            group["initial_lr"] *= ratio
+    scheduler._last_lr = [group["lr"] for group in optimizer.param_groups]
+    print(f"[resume] learning rate {old:g} -> {learning_rate:g}")
+
+
+class StageState(DivergenceGuard):
+    """Writes into every Trainer checkpoint what our summary needs after a resume: the wall time so far and the
+    alarms fired so far. Written after the Trainer's own files, so its presence marks the checkpoint complete.
+    Being in every Trainer stage, it also stops one that diverges (DivergenceGuard; stage: its name in the error,
+    else from its directory; probe: check the policy's outputs every step) and makes a resume take the learning
+    rate it is given."""
+
+    def __init__(self, started: float, alarms: list | None = None, stage: str | None = None, probe=None):
+        super().__init__(stage, probe)
         self.started, self.alarms = started, alarms if alarms is not None else []
+
+    def on_train_begin(self, args, state, control, optimizer=None, lr_scheduler=None, **kwargs):
+        super().on_train_begin(args, state, control, **kwargs)
+        if state.global_step > 0:
+            take_learning_rate(optimizer, lr_scheduler, args.learning_rate)
 
     def on_save(self, args, state, control, **kwargs):
         checkpoint = Path(args.output_dir) / f"checkpoint-{state.global_step}"

@@ -34,13 +34,16 @@ def use_bf16(setting: bool | None) -> bool:
 
 def trainer_kwargs(config, stage_dir) -> dict:
     """The TrainingArguments every Trainer stage shares (TRL's configs subclass it): steps, batch, lr, logging,
-    checkpoints, seed, device and precision. TensorBoard goes through common.tb.tensorboard_callback, not report_to."""
+    checkpoints, seed, device and precision. TensorBoard goes through common.tb.tensorboard_callback, not report_to.
+    A nan or infinite loss is logged as it is (the Trainer's default would log the window's mean in its place), so
+    that the divergence guard (common.rundir.DivergenceGuard) sees it."""
     on_gpu = torch.cuda.is_available()
     length = {"max_steps": -1, "num_train_epochs": config.epochs} if config.epochs else {"max_steps": config.max_steps}
     return dict(output_dir=str(stage_dir), **length, per_device_train_batch_size=config.batch_size,
                 learning_rate=config.learning_rate, warmup_steps=config.warmup_steps,
                 logging_steps=config.logging_steps, save_steps=config.save_steps, save_total_limit=2,
-                report_to="none", seed=config.seed, use_cpu=not on_gpu, bf16=use_bf16(getattr(config, "bf16", None)))
+                report_to="none", seed=config.seed, use_cpu=not on_gpu, bf16=use_bf16(getattr(config, "bf16", None)),
+                logging_nan_inf_filter=False)
 
 
 def trainer_config(config_cls, cfg, stage_dir, **stage_kwargs):

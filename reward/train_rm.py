@@ -138,7 +138,7 @@ def train_ranking(cfg: RMArgs) -> dict:
     out, resume = prepare_stage_dir(cfg, stage)
     started = start_clock(resume)
     model, tokenizer = load_classifier(cfg.rm_backbone, num_labels=1)
-    callbacks = [tensorboard_callback(out), StageState(started)]
+    callbacks = [tensorboard_callback(out), StageState(started, stage=stage)]
     theme_of = lambda texts: [themes.get(t, "") for t in texts] if cfg.with_prompt else None
     encode = lambda texts: encode_texts(tokenizer, texts, theme_of(texts), cfg.max_length)["input_ids"]
     if cfg.rm_objective == "pairwise":
@@ -240,7 +240,7 @@ def main(argv: list[str] | None = None) -> dict:
     args = trainer_config(TrainingArguments, cfg, out, per_device_eval_batch_size=cfg.eval_batch_size)
     trainer = Trainer(model=model, args=args, train_dataset=train_ds, processing_class=tokenizer,
                       data_collator=DataCollatorWithPadding(tokenizer),
-                      callbacks=[tensorboard_callback(out), StageState(started)])
+                      callbacks=[tensorboard_callback(out), StageState(started, stage="rm")])
     sentinel = UpdateSentinel(model, classifier_probe(tokenizer, sample_texts()[:4]))
     train_result = trainer.train(resume_from_checkpoint=resume)
     moved = sentinel.check(model, "rm", trainer.state.global_step)

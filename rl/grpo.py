@@ -85,7 +85,8 @@ def build_trainer(cfg: GRPOArgs, out: Path, resume: str | None = None, started: 
     print(f"[grpo] {len(train_tasks)} training prompts, {len(held_out)} held out; reward functions "
           f"{[f.__name__ for f in reward_funcs]} with weights {reward_weights}; KL beta {cfg.kl_beta}")
 
-    # 4. TRL's trainer + batch statistics; callbacks in order: per-component means, alarms, then TensorBoard
+    # 4. TRL's trainer + batch statistics; callbacks in order: per-component means, alarms, then TensorBoard;
+    # StageState checks the policy's outputs after every step, as the next step samples from it
     tensorboard = tensorboard_callback(out)
     alarms = Alarms(cfg, stop=cfg.alarm_stop, last_batch=lambda: trainer.last_batch)
     alarms.fired.extend(stage_state(resume)["alarms"])
@@ -93,7 +94,8 @@ def build_trainer(cfg: GRPOArgs, out: Path, resume: str | None = None, started: 
         model=model, reward_funcs=reward_funcs, args=grpo_config(cfg, out, reward_weights), processing_class=tokenizer,
         train_dataset=prompt_dataset(train_tasks, tokenizer, cfg.max_prompt_tokens), peft_config=lora_config(cfg), stop_ids=stop_ids,
         text_checks=cfg, fold_lora=not cfg.use_unsloth, callbacks=[ComponentMeans(record), alarms, tensorboard,
-                                    StageState(started if started is not None else start_clock(resume), alarms.fired)])
+                                    StageState(started if started is not None else start_clock(resume), alarms.fired,
+                                               stage="grpo", probe=causal_lm_probe(tokenizer, sample_texts()[:4]))])
     trainer.add_callback(SampleText(trainer, tensorboard.tb_writer, cfg.log_samples_steps))
     watch = gold_watch(cfg, lambda: trainer.model, tokenizer, held_out, fns, tensorboard.tb_writer, out, alarms)
     if watch is not None:

@@ -24,6 +24,7 @@ Dropout is off throughout (the model stays in eval mode), so the ratio is exactl
 
 from __future__ import annotations
 
+import math
 import random
 import shutil
 import time
@@ -42,7 +43,7 @@ from common.generation import generate_ids, stop_token_ids
 from common.io import save_atomically
 from common.logprobs import token_logprobs
 from common.models import load_policy, save_stage_adapter
-from common.rundir import checkpoints, dry_run, prepare_stage_dir
+from common.rundir import DivergenceWatch, checkpoints, dry_run, prepare_stage_dir
 from common.stage_configs import PPOArgs
 from common.training import lora_config, set_seed, use_bf16
 from common.update_check import UpdateSentinel, causal_lm_probe, check_weights_moved, trainable_snapshot
@@ -219,7 +220,8 @@ def rollout(model, value_head, tokenizer, tasks: list[TaskPrompt], fns: dict, cf
 
 
 def optimize(model, value_head, optimizer, batch: dict, cfg: PPOArgs, bf16: bool) -> dict:
-    """Step 5: ppo_epochs passes of shuffled minibatches; returns the mean of each loss statistic."""
+    """Step 5: ppo_epochs passes of shuffled minibatches; returns the mean of each loss statistic, or at the first
+    non-finite loss or gradient norm, those two, without the optimizer step that would spread them."""
     params = [p for group in optimizer.param_groups for p in group["params"]]
     B = batch["completion_ids"].shape[0]
     stats: dict[str, list[float]] = {}
@@ -237,6 +239,8 @@ def optimize(model, value_head, optimizer, batch: dict, cfg: PPOArgs, bf16: bool
             optimizer.zero_grad()
             loss.backward()
             grad_norm = torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
+            if not (math.isfinite(loss.item()) and math.isfinite(float(grad_norm))):
+                return {"loss": loss.item(), "grad_norm": float(grad_norm)}   # no step on it: the loop stops the run
             optimizer.step()
             for key, value in {"loss": loss.item(), "ppo/policy_loss": pg_loss.item(), "ppo/value_loss": vf_loss.item(),
                                "grad_norm": float(grad_norm),
@@ -274,6 +278,13 @@ def load_checkpoint(directory: Path, model, value_head, optimizer, kl: KLControl
     return state["iteration"], state.get("summary_state", {})
 
 
+def take_learning_rates(optimizer, cfg: PPOArgs) -> None:
+    """The configured learning rates (policy, value head) over those a resumed optimizer state brings back: a
+    resume with a lowered --learning_rate (--resume_changed true: the way out of a diverged run) runs at it."""
+    for group, rate in zip(optimizer.param_groups, (cfg.learning_rate, cfg.value_learning_rate or cfg.learning_rate)):
+        group["lr"] = rate
+
+
 def main(argv: list[str] | None = None) -> dict:
     cfg = parse_config(PPOArgs, "ppo", argv)
     if cfg.dry_run:
@@ -306,8 +317,10 @@ def main(argv: list[str] | None = None) -> dict:
     sentinel = UpdateSentinel(model, causal_lm_probe(tokenizer, sample_texts()[:4]))
     value_before = trainable_snapshot(value_head)
     start, carried = load_checkpoint(Path(resume), model, value_head, optimizer, kl) if resume else (0, {})
+    take_learning_rates(optimizer, cfg)
     if resume:
         print(f"[ppo] resumed at iteration {start}")
+    divergence = DivergenceWatch("ppo", out, cfg.learning_rate, sentinel.probe, good_until=start)
     alarms = Alarms(cfg, stop=cfg.alarm_stop)
     alarms.fired.extend(carried.get("alarms", []))            # what the summary reports survives the resume
     alarms.first_rm = carried.get("first_rm")
@@ -320,6 +333,7 @@ def main(argv: list[str] | None = None) -> dict:
         tasks = stream.prompts((iteration - 1) * cfg.batch_size, cfg.batch_size)
         batch, logs, samples = rollout(model, value_head, tokenizer, tasks, fns, cfg, kl, bf16)
         logs.update(optimize(model, value_head, optimizer, batch, cfg, bf16))
+        divergence.check(iteration, logs, [model, value_head])     # before anything is logged or saved
         kl.update(logs["ppo/kl_sequence"], cfg.batch_size)
         logs["learning_rate"] = cfg.learning_rate
         alarms.last_batch = lambda: samples

@@ -88,7 +88,8 @@ def main(argv: list[str] | None = None) -> dict:
     # 3. train with TRL: loss on the completion only
     args = trainer_config(SFTConfig, cfg, out, max_length=cfg.max_length, completion_only_loss=True)
     trainer = SFTTrainer(model=model, args=args, train_dataset=train_ds, processing_class=tokenizer,
-                         peft_config=lora_config(cfg), callbacks=[tensorboard_callback(out), StageState(started)])
+                         peft_config=lora_config(cfg),
+                         callbacks=[tensorboard_callback(out), StageState(started, stage="sft")])
     truncated = check_eos_in_targets(trainer.train_dataset, tokenizer.eos_token_id, cfg.max_length)
     sentinel = UpdateSentinel(trainer.model, causal_lm_probe(tokenizer, sample_texts()[:4]))
     result = trainer.train(resume_from_checkpoint=resume)
