@@ -38,7 +38,8 @@ from common.training import lora_config  # noqa: E402
 from data.loaders import load_labeled, load_prompts  # noqa: E402
 from data.prompts import format_for_model, prompt_text  # noqa: E402
 from reward.composite import build_scorer, task_columns  # noqa: E402
-from rl.grpo import build_trainer, grpo_config  # noqa: E402
+from rl.grpo import GRPO  # noqa: E402
+from rl.online import build_trainer, online_config  # noqa: E402
 
 
 def peak_rss_gb() -> float:
@@ -137,7 +138,7 @@ def bench_grpo_step(cfg, steps: int, out_root: Path) -> dict:
     cfg.max_steps = steps + 1
     for bf16 in (False, True):
         cfg.bf16 = bf16
-        trainer, tokenizer, *_ = build_trainer(cfg, out_root / f"ours-bf16-{bf16}")
+        trainer, tokenizer, *_ = build_trainer(GRPO, cfg, out_root / f"ours-bf16-{bf16}")
         results[f"ours, {'bf16 autocast' if bf16 else 'fp32'}"] = _time_steps(trainer, methods)
         dataset = trainer.train_dataset      # the same prompts, in the same order, for plain TRL
         del trainer
@@ -150,7 +151,7 @@ def bench_grpo_step(cfg, steps: int, out_root: Path) -> dict:
 
     for checkpointing in (True, False):
         model, tokenizer = load_policy(cfg.policy_model, [cfg.previous_stage_dir("sft") / "final"])
-        args = grpo_config(cfg, out_root / f"plain-{checkpointing}")
+        args = online_config(GRPO, cfg, out_root / f"plain-{checkpointing}")
         args.gradient_checkpointing = checkpointing
         plain = GRPOTrainer(model=model, reward_funcs=[length_reward], args=args, processing_class=tokenizer,
                             train_dataset=dataset, peft_config=lora_config(cfg))

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import sys
 
+from common.compat import check_versions
+
 USER_ERRORS = (ValueError, FileNotFoundError, FileExistsError, NotADirectoryError)
 DIVERGED_EXIT = 3
 
@@ -24,6 +26,7 @@ def cli(main):
         debug = "--debug" in argv
         argv = [a for a in argv if a != "--debug"]
         try:
+            check_versions()
             return main(argv)
         except (*USER_ERRORS, TrainingDiverged) as e:
             if debug:

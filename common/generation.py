@@ -8,8 +8,15 @@ from dataclasses import dataclass
 import torch
 from peft.tuners.lora import LoraLayer
 from tqdm.auto import tqdm
-from transformers import (GenerationConfig, LogitsProcessor, LogitsProcessorList, TemperatureLogitsWarper, TopKLogitsWarper,
-                          TopPLogitsWarper)
+from transformers import (
+    LogitsProcessor,
+    LogitsProcessorList,
+    TemperatureLogitsWarper,
+    TopKLogitsWarper,
+    TopPLogitsWarper,
+)
+
+from common.compat import default_top_k
 
 
 def stop_token_ids(model, tokenizer) -> list[int]:
@@ -89,7 +96,7 @@ def _warpers(temperature: float | None, top_k: int | None, top_p: float) -> Logi
     """temperature, top-k, then FastTopP: the order generate applies them in. top_k None: generate's own default
     (50 in transformers 5)."""
     if top_k is None:
-        top_k = GenerationConfig._get_default_generation_params()["top_k"]
+        top_k = default_top_k()
     return LogitsProcessorList([TemperatureLogitsWarper(temperature or 1.0), *([TopKLogitsWarper(top_k)] if top_k else []),
                                 FastTopP(top_p)])
 

@@ -24,8 +24,16 @@ from huggingface_hub.errors import HFValidationError, LocalEntryNotFoundError
 from peft import PeftModel
 from tokenizers import Tokenizer, decoders, pre_tokenizers, processors, trainers
 from tokenizers.models import BPE
-from transformers import (AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer, BertConfig,
-                          BertForSequenceClassification, LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast)
+from transformers import (
+    AutoModelForCausalLM,
+    AutoModelForSequenceClassification,
+    AutoTokenizer,
+    BertConfig,
+    BertForSequenceClassification,
+    LlamaConfig,
+    LlamaForCausalLM,
+    PreTrainedTokenizerFast,
+)
 
 from common.accelerators import load_with_unsloth
 from common.io import save_atomically

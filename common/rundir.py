@@ -19,6 +19,7 @@ from transformers import TrainerCallback
 
 from common.accelerators import check_accelerators
 from common.cli import TrainingDiverged
+from common.compat import rescale_learning_rate
 from common.config import to_dict
 from common.io import atomic_write_text
 from common.stages import STAGES
@@ -173,21 +174,10 @@ class DivergenceGuard(TrainerCallback):
 def take_learning_rate(optimizer, scheduler, learning_rate: float) -> None:
     """Make a resumed Trainer run at `learning_rate`. Its optimizer and scheduler come back from the checkpoint
     with the rate the checkpoint was trained at, which would silently win over a lowered --learning_rate
-    (--resume_changed true: the way out of a diverged run). Every group is scaled alike: the schedule's shape and
-    position stay."""
-    scheduler = getattr(scheduler, "scheduler", scheduler)          # under accelerate's wrapper
-    saved = set(getattr(scheduler, "base_lrs", None) or [])
-    if optimizer is None or len(saved) != 1 or saved == {learning_rate} or saved == {0}:
-        return
-    old = saved.pop()
-    ratio = learning_rate / old
-    scheduler.base_lrs = [lr * ratio for lr in scheduler.base_lrs]
-    for group in optimizer.param_groups:
-        group["lr"] *= ratio
-        if "initial_lr" in group:
-            group["initial_lr"] *= ratio
-    scheduler._last_lr = [group["lr"] for group in optimizer.param_groups]
-    print(f"[resume] learning rate {old:g} -> {learning_rate:g}")
+    (--resume_changed true: the way out of a diverged run)."""
+    old = rescale_learning_rate(optimizer, scheduler, learning_rate)
+    if old is not None:
+        print(f"[resume] learning rate {old:g} -> {learning_rate:g}")
 
 
 class StageState(DivergenceGuard):

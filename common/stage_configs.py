@@ -24,6 +24,7 @@ SEED_REWARD_WEIGHTS = {
 GUARD_WEIGHTS = {"script_drift_penalty": -0.30, "no_eos_penalty": -0.10, "gibberish_penalty": -0.20,
                  "empty_penalty": -1.00,        # an empty or punctuation-only completion never earns a positive total
                  "degenerate_penalty": -1.00}   # nor does one phrase looped or a text of junk ("a" * 10000)
+HUMOR_COMPONENTS = ("rm_reward", "rank_reward", "ensemble_reward")     # the components a trained model scores
 REWARD_WEIGHT_PRESETS = {
     "seed": SEED_REWARD_WEIGHTS,
     "default": {prompt_type: {**weights, **GUARD_WEIGHTS} for prompt_type, weights in SEED_REWARD_WEIGHTS.items()},
@@ -146,9 +147,11 @@ class RewardModelArgs:
 
     reward_model: str | None = field(default=None, metadata={
         "help": "Trained humor classifier directory. None: <runs_dir>/<run_name>/rm/final."})
-    rm_component: str = field(default="rm_reward", metadata={
+    rm_component: str | None = field(default=None, metadata={
         "help": "The reward component that judges humor: the repetition alarm watches it, evaluation reports its mean "
-                "and wins battles with it, sweeps put it on the Pareto front, PGCL ranks y* by it."})
+                "and wins battles with it, sweeps put it on the Pareto front, PGCL ranks y* by it. None: the model "
+                "component the reward weights use (rm_reward, else rank_reward, else ensemble_reward; rm_reward "
+                "without weights)."})
     rm_batch_size: int = field(default=32, metadata={"help": "Texts per reward-model forward pass."})
     rm_max_length: int = field(default=256, metadata={"help": "Reward-model input truncation, in its own tokens."})
 
@@ -218,6 +221,9 @@ class RewardArgs(TextCheckArgs, RewardModelArgs):
                 if (name.endswith("_penalty") and w > 0) or (name.endswith("_reward") and w < 0):
                     raise ValueError(f"reward_weights.{prompt_type}.{name}: {w} has the wrong sign; a *_penalty "
                                      f"takes a weight <= 0 and a *_reward a weight >= 0")
+        if self.rm_component is None:       # the humor term the weights train on
+            weighted = {name for weights in self.reward_weights.values() for name, w in weights.items() if w}
+            self.rm_component = next((name for name in HUMOR_COMPONENTS if name in weighted), "rm_reward")
 
 
 @dataclass
@@ -477,6 +483,9 @@ class PGCLArgs(TextCheckArgs, RewardModelArgs, PreferenceArgs):
     stage1_max_steps: int | None = field(default=None, metadata={"help": "PGCL stage 1 steps. None: max_steps."})
     structure_eval_prompts: int = field(default=16, metadata={
         "help": "Held-out pun prompts sampled before and after each stage for the structure success rate."})
+
+    def __post_init__(self):
+        self.rm_component = self.rm_component or "rm_reward"     # PGCL has no reward weights to take it from
 
 
 @dataclass

@@ -9,8 +9,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from common.stage_configs import (AnnotateArgs, DPOArgs, EvalArgs, GenerateArgs, GRPOArgs, PGCLArgs, PPOArgs, RMArgs,
-                                  ScoreArgs, SFTArgs)
+from common.stage_configs import (
+    AnnotateArgs,
+    DPOArgs,
+    EvalArgs,
+    GenerateArgs,
+    GRPOArgs,
+    PGCLArgs,
+    PPOArgs,
+    RMArgs,
+    ScoreArgs,
+    SFTArgs,
+)
 
 
 @dataclass(frozen=True)
@@ -30,6 +40,7 @@ STAGES = (
     Stage("rm_pairwise", "reward.train_rm", RMArgs, "rm", "reward_model", "reward_model"),
     Stage("rm_rating", "reward.train_rm", RMArgs, "rm", "reward_model", "reward_model"),
     Stage("grpo", "rl.grpo", GRPOArgs, "grpo", "adapter", "online_rl"),
+    Stage("rloo", "rl.rloo", GRPOArgs, "grpo", "adapter", "online_rl"),      # reads GRPO's section
     Stage("ppo", "rl.ppo", PPOArgs, "ppo", "adapter", "online_rl"),
     Stage("dpo", "rl.dpo", DPOArgs, "dpo", "adapter", "preference"),
     Stage("dpop", "rl.dpo", DPOArgs, "dpo", "adapter", "preference"),

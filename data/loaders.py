@@ -10,8 +10,8 @@ from __future__ import annotations
 import csv
 import io
 import random
-import sys
 import re
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -261,7 +261,7 @@ def _select(loaders: dict, user_loader, sources: list, data_dir, langs, max_rows
     if unknown:
         raise ValueError(f"unknown {kind} source(s) {unknown}; valid: {sorted(loaders)}, a file (.jsonl, .json, .csv, "
                          f".tsv, .parquet), a datasets folder or hub name, or {{path: ..., columns: {{...}}}}")
-    bad_langs = [l for l in langs if l not in LANGS]
+    bad_langs = [lang for lang in langs if lang not in LANGS]
     if bad_langs:
         raise ValueError(f"unknown language(s) {bad_langs}; valid: {LANGS}")
     rows = []

@@ -42,9 +42,9 @@ from common.models import load_base_policy
 from common.stage_configs import EvalArgs
 from common.stages import RL_STAGES
 from common.stats import bootstrap_mean_ci, longer_first
-from eval.metrics import best_of_rows, read_named_outputs
 from data.preferences import load_votes, vote_counts
 from data.prompts import format_for_model
+from eval.metrics import best_of_rows, read_named_outputs
 from reward.model import HumorRewardModel, RankingRewardModel, load_scorer
 
 ELO_PER_NAT = 400 / math.log(10)      # Elo points per unit of log-strength (a 10x odds ratio is 400 points)

@@ -13,9 +13,8 @@ import json
 from pathlib import Path
 
 import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer
-
 from peft import PeftModel
+from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from common.cli import cli
 from common.config import parse_config

@@ -9,10 +9,9 @@ otherwise (data.text.text_units).
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import torch
-
-from pathlib import Path
 
 from common.generation import adds_special_tokens
 from common.io import read_jsonl
@@ -37,7 +36,7 @@ def summarize(rows: list[dict], cfg) -> dict:
     word_rows = [r for r in rows if r.get("words")]
     out = {"outputs": len(rows), "prompts": len({r["id"] for r in rows}),
            "stop_rate": sum(bool(r["finished"]) for r in rows) / len(rows),
-           "mean_length": _mean(len(text_units(t, l)) for t, l in zip(texts, langs))}
+           "mean_length": _mean(len(text_units(text, lang)) for text, lang in zip(texts, langs))}
     for n in (1, 2):
         out[f"dist{n}_corpus"], out[f"dist{n}_sentence"] = distinct_n(texts, langs, n)
     if word_rows:

@@ -28,8 +28,8 @@ from common.training import set_seed
 from data.files import decode_file
 from data.loaders import TaskPrompt, read_task_tsv
 from data.text import contains_word
-from reward.components import coverage_reward, script_drift_penalty
 from eval.metrics import best_of_rows
+from reward.components import coverage_reward, script_drift_penalty
 from reward.composite import scorer_with
 from rl.rollouts import generate_rows
 

@@ -6,13 +6,14 @@ the same held-out prompts, compared in one table and on a Pareto plot (RM score 
 The sweep file:
     name: weights                       # outputs under <runs_dir>/sweeps/<name>/
     config: configs/cpu_default.yaml    # the base preset; SFT and RM come from its run (<runs_dir>/<run_name>/)
-    stage: grpo                         # optional: the RL stage each setting runs (grpo or ppo; default grpo)
+    stage: grpo                         # optional: the RL stage each setting runs (grpo, rloo, ppo; default grpo)
     overrides: {max_steps: 20}          # for every setting (any field of that stage)
     eval: {samples_per_prompt: 2}       # optional: evaluation settings (eval/evaluate.py fields)
     settings:                           # name -> stage fields that differ
       seed: {reward_weights: seed}
       rm_heavy: {reward_weights: {headline: {...}, words: {...}}}
       kl_0.1: {kl_beta: 0.1}
+      rloo: {stage: rloo}               # a setting may name its own RL stage: algorithms side by side
 The SFT policy itself is evaluated once (<sweep>/start/) as the reference row. Extra command-line flags go to every
 run (after the overrides). Each setting's RL run writes <sweep>/<setting>/<stage>/ (TensorBoard in its tb/, so `tensorboard --logdir <sweep>` overlays all runs) and its
 evaluation <sweep>/<setting>/eval.json. A setting with eval.json is skipped when the sweep is run again (resume);
@@ -65,6 +66,8 @@ def read_sweep(path: Path) -> dict:
     for name, fields in spec["settings"].items():
         if not isinstance(fields, dict):
             raise ValueError(f"{path}: setting '{name}' must be a mapping of stage fields, got {fields!r}")
+        if fields.get("stage", "grpo") not in RL_STAGES:
+            raise ValueError(f"{path}: setting '{name}': 'stage' must be one of {list(RL_STAGES)}, got {fields['stage']!r}")
     return spec
 
 
@@ -182,8 +185,6 @@ def main(argv: list[str] | None = None) -> list[dict]:
     args, extra = parser.parse_known_args(sys.argv[1:] if argv is None else argv)
     sweep_file = args.sweep_file
     spec = read_sweep(sweep_file)
-    rl_stage = stage(spec.get("stage", "grpo"))
-    train = importlib.import_module(rl_stage.module).main         # the stage's entry point, from the stage list
     base = ["--config", spec["config"]]
     eval_cfg = parse_config(EvalArgs, "eval", base + flags_for(EvalArgs, extra) + as_flags(spec.get("eval", {})))
     sweep_dir = Path(eval_cfg.runs_dir) / "sweeps" / spec["name"]
@@ -203,7 +204,10 @@ def main(argv: list[str] | None = None) -> list[dict]:
         start = {"status": "reference", **evaluate_setting(eval_cfg, [sft_dir], fns, start_file.parent)}
         atomic_write_text(start_file, json.dumps(start, indent=2))
     results["start (sft)"] = read_result(start_file, eval_cfg.rm_component)
-    for name, fields in spec["settings"].items():
+    for name, setting in spec["settings"].items():
+        fields = {k: v for k, v in setting.items() if k != "stage"}
+        rl_stage = stage(setting.get("stage", spec.get("stage", "grpo")))
+        train = importlib.import_module(rl_stage.module).main     # the stage's entry point, from the stage list
         out = sweep_dir / name
         result_file = out / "eval.json"
         if result_file.is_file():
@@ -220,7 +224,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
             trained = json.loads((stage_dir / "summary.json").read_text())
             metrics = evaluate_setting(eval_cfg, [sft_dir, stage_dir / "final"], fns, out)
             result = {"status": "done", **metrics, "kl_last": trained.get("kl_last"),
-                      "train_reward_last": trained.get("reward_last"), "fields": fields,
+                      "train_reward_last": trained.get("reward_last"), "stage": rl_stage.name, "fields": fields,
                       "gold_last": trained["gold_watch"][-1]["gold"] if trained.get("gold_watch") else None,
                       "wall_time_s": round(time.time() - started, 1)}
             atomic_write_text(result_file, json.dumps(result, indent=2))

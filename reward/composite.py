@@ -20,6 +20,7 @@ import math
 from pathlib import Path
 
 from common.generation import finished_with_stop
+from common.stage_configs import HUMOR_COMPONENTS
 from data.loaders import TaskPrompt
 from data.prompts import prompt_text, task_theme
 from reward import components as C
@@ -47,7 +48,7 @@ COMPONENTS = {
 
 
 # the components a trained model computes (their spread over policies is reported by evaluation)
-MODEL_COMPONENTS = ("rm_reward", "rank_reward", "ensemble_reward")
+MODEL_COMPONENTS = HUMOR_COMPONENTS
 
 
 def load_ensemble(cfg) -> EnsembleRewardModel:

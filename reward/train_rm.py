@@ -18,8 +18,8 @@ import random
 import numpy as np
 import torch
 from datasets import Dataset
-from sklearn.metrics import accuracy_score, precision_recall_fscore_support, roc_auc_score
 from scipy.stats import spearmanr
+from sklearn.metrics import accuracy_score, precision_recall_fscore_support, roc_auc_score
 from sklearn.model_selection import train_test_split
 from transformers import DataCollatorWithPadding, Trainer, TrainingArguments
 from trl import RewardConfig, RewardTrainer
@@ -30,13 +30,13 @@ from common.io import save_atomically
 from common.models import load_classifier
 from common.rundir import StageState, dry_run, finish_stage, prepare_stage_dir, start_clock
 from common.stage_configs import RMArgs
+from common.stats import bootstrap_mean_ci, longer_first
 from common.tb import log_scalars, tensorboard_callback
 from common.training import set_seed, trainer_config
 from common.update_check import UpdateSentinel, classifier_probe, score_probe
 from data.annotate import annotated_prompt_by_text, annotations_of
-from data.loaders import LabeledText, TaskPrompt, load_labeled, sample_texts
-from common.stats import bootstrap_mean_ci, longer_first
 from data.grades import load_graded, pairs_from_grades, votes_source
+from data.loaders import LabeledText, TaskPrompt, load_labeled, sample_texts
 from data.prompts import pick_two_words, prompt_text
 from reward.model import RM_META, encode_texts
 
@@ -269,7 +269,7 @@ def main(argv: list[str] | None = None) -> dict:
     save_atomically(out / "final", save)
     report = ["| metric | held-out |", "|---|---|", *[f"| {k} | {v:.4f} |" for k, v in metrics.items()],
               f"| majority-class accuracy | {majority:.4f} |", "",
-              *([f"| lang | held-out texts | " + " | ".join(metrics) + " |", "|---|---|" + "---|" * len(metrics),
+              *(["| lang | held-out texts | " + " | ".join(metrics) + " |", "|---|---|" + "---|" * len(metrics),
                  *[f"| {lang} | {sum(r.lang == lang for r in test_rows)} | " + " | ".join(f"{v:.4f}" for v in m.values())
                    + " |" for lang, m in by_lang.items()], ""] if len(by_lang) > 1 else []),
               f"train texts {len(train_rows)}, held-out {len(test_rows)}, steps {trainer.state.global_step}, "

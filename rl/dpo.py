@@ -28,12 +28,27 @@ from common.stage_configs import DPOArgs
 from common.training import set_seed
 from data.files import is_user_source
 from data.loaders import prompt_plan, rl_prompt_split
-from data.preferences import (PreferenceExample, load_humicroedit, load_puns, pairs_from_samples, pun_examples,
-                              read_preferences)
+from data.preferences import (
+    PreferenceExample,
+    load_humicroedit,
+    load_puns,
+    pairs_from_samples,
+    pun_examples,
+    read_preferences,
+)
 from reward.composite import build_scorer
 from rl.losses import dpop_loss
-from rl.preference import (BUDGET_DROPS, FittedPair, PreferenceLoss, fit_pairs, load_policy_tokenizer, sample_texts_for,
-                           train_preferences, trend, write_examples)
+from rl.preference import (
+    BUDGET_DROPS,
+    FittedPair,
+    PreferenceLoss,
+    fit_pairs,
+    load_policy_tokenizer,
+    sample_texts_for,
+    train_preferences,
+    trend,
+    write_examples,
+)
 from rl.rollouts import generate_rows
 
 

@@ -2,8 +2,9 @@
 completions as TensorBoard text, and alarms on the signatures of the seeds' failures.
 
 - `generation_stats`: stop rate, Dist-1/Dist-2, script-drift / repetition / gibberish rates, mean length of a batch;
-- `MonitoredGRPOTrainer`: TRL's GRPOTrainer that logs those stats every step (train/gen/*) and keeps the last
-  batch's samples with their reward components;
+- `monitored(trainer_class)`: a TRL online trainer with GRPOTrainer's interface (GRPOTrainer, RLOOTrainer) that
+  samples fast (FastTopP, LoRA folded, bf16 weight copies), logs those stats every step (train/gen/*) and keeps the
+  last batch's samples with their reward components;
 - `Alarms`: a callback that warns (and optionally stops, with a checkpoint) on reward hacking by repetition,
   script drift, no EOS, runaway KL and groups with no reward signal;
 - `SampleText`: every N steps, a table of samples and their component scores into TensorBoard's text tab.
@@ -16,8 +17,8 @@ import math
 
 import torch
 from transformers import TrainerCallback
-from trl import GRPOTrainer
 
+from common.compat import SAMPLING_METHOD, SCORING_METHOD
 from common.generation import fast_nucleus, finished_with_stop, sampling_weights
 from common.io import save_atomically
 from data.text import distinct_n, text_units
@@ -40,11 +41,13 @@ def generation_stats(texts: list[str], langs: list[str], finished: list[bool], c
     return {"stop_rate": sum(finished) / n, "dist1": dist1, "dist2": dist2,
             "drift_rate": sum(flags["drifted"]) / n, "repetition_rate": sum(flags["repetitive"]) / n,
             "gibberish_rate": sum(flags["gibberish"]) / n,
-            "mean_length": sum(len(text_units(t, l)) for t, l in zip(texts, langs)) / n}
+            "mean_length": sum(len(text_units(text, lang)) for text, lang in zip(texts, langs)) / n}
 
 
-class MonitoredGRPOTrainer(GRPOTrainer):
-    """GRPOTrainer + generation_stats logged as gen/<stat> each step, and the last batch kept for SampleText."""
+class SamplingMonitor:
+    """Mixed into a TRL online trainer with GRPOTrainer's interface (its `_generate` and `_calculate_rewards`,
+    which RLOOTrainer shares): fast sampling, generation_stats logged as gen/<stat> each step, and the last batch
+    kept for SampleText. `monitored` builds the class."""
 
     def __init__(self, *args, stop_ids: list[int], text_checks, fold_lora: bool = True, **kwargs):
         super().__init__(*args, **kwargs)
@@ -79,6 +82,16 @@ class MonitoredGRPOTrainer(GRPOTrainer):
         return rewards_per_func
 
 
+def monitored(trainer_class: type) -> type:
+    """trainer_class with the SamplingMonitor mixed in: MonitoredGRPOTrainer, MonitoredRLOOTrainer, ... A trainer
+    without the steps the monitor overrides would sample and score unmonitored: refused."""
+    missing = [name for name in (SAMPLING_METHOD, SCORING_METHOD) if not callable(getattr(trainer_class, name, None))]
+    if missing:
+        raise TypeError(f"{trainer_class.__name__} has no {missing}: not GRPOTrainer's interface, which rl/online.py "
+                        f"needs (common/compat.py)")
+    return type(f"Monitored{trainer_class.__name__}", (SamplingMonitor, trainer_class), {})
+
+
 class Alarms(TrainerCallback):
     """Checks each log for the signatures of silent failure; warns with what it saw and what usually helps.
 
@@ -92,7 +105,7 @@ class Alarms(TrainerCallback):
     """
 
     def __init__(self, cfg, stop: bool = False, last_batch=lambda: []):
-        self.cfg, self.stop, self.last_batch = cfg, stop, last_batch   # last_batch(): rows of MonitoredGRPOTrainer
+        self.cfg, self.stop, self.last_batch = cfg, stop, last_batch   # last_batch(): rows of a monitored trainer
         self.first_rm: float | None = None
         self.fired: list[dict] = []
         weighted = {name for per_type in cfg.reward_weights.values() for name in per_type}
@@ -100,29 +113,30 @@ class Alarms(TrainerCallback):
             print(f"[alarm] rm_component {cfg.rm_component!r} has no weight in reward_weights: the repetition alarm "
                   f"cannot watch it (set rm_component to a weighted component)", flush=True)
 
+    def read_keys(self) -> list[str]:
+        """The log keys the checks read, in check's order. A key TRL renamed would turn its alarm off without a
+        word, so a contract test asserts every online algorithm logs each of them."""
+        return [f"rewards/{self.cfg.rm_component}/mean", "gen/dist2", "gen/drift_rate", "gen/stop_rate", "kl",
+                "frac_reward_zero_std"]
+
     def check(self, logs: dict, step: int) -> list[dict]:
         cfg, found = self.cfg, []
-        rm = logs.get(f"rewards/{cfg.rm_component}/mean")
+        rm, dist2, drift, stop_rate, kl, zero_std = (logs.get(key) for key in self.read_keys())
         if rm is not None and self.first_rm is None:
             self.first_rm = rm
-        dist2 = logs.get("gen/dist2")
         if dist2 is not None and dist2 < cfg.alarm_min_dist2 and rm is not None and rm > self.first_rm:
             found.append(("repetition", f"RM score rose {self.first_rm:.3f} -> {rm:.3f} while batch Dist-2 fell to "
                           f"{dist2:.3f} (< {cfg.alarm_min_dist2}): the policy may be repeating what the RM likes. "
                           f"Raise repetition_penalty's weight or kl_beta"))
-        drift = logs.get("gen/drift_rate")
         if drift is not None and drift > cfg.alarm_max_drift_rate:
             found.append(("script_drift", f"{drift:.0%} of completions drift out of the language's script "
                           f"(> {cfg.alarm_max_drift_rate:.0%}): raise script_drift_penalty's weight or kl_beta"))
-        stop_rate = logs.get("gen/stop_rate")
         if stop_rate is not None and 1 - stop_rate > cfg.alarm_max_clipped_ratio:
             found.append(("no_eos", f"{1 - stop_rate:.0%} of completions hit max_new_tokens without EOS "
                           f"(> {cfg.alarm_max_clipped_ratio:.0%}): check SFT's stop rate, raise no_eos_penalty"))
-        kl = logs.get("kl")
         if kl is not None and kl > cfg.alarm_max_kl:
             found.append(("kl", f"KL to the reference {kl:.3f} > {cfg.alarm_max_kl}: the policy is running away; "
                           f"raise kl_beta or lower the learning rate"))
-        zero_std = logs.get("frac_reward_zero_std")
         if zero_std is not None and zero_std > cfg.alarm_max_zero_std:
             found.append(("zero_std", f"{zero_std:.0%} of groups got identical rewards (no learning signal, "
                           f"> {cfg.alarm_max_zero_std:.0%}): raise temperature or num_generations"))
@@ -226,7 +240,7 @@ class GoldWatch(TrainerCallback):
 class SampleText(TrainerCallback):
     """Every `every` steps: the last batch's completions with their component scores, as TensorBoard text."""
 
-    def __init__(self, trainer: MonitoredGRPOTrainer, writer, every: int, count: int = 4):
+    def __init__(self, trainer: SamplingMonitor, writer, every: int, count: int = 4):
         self.trainer, self.writer, self.every, self.count = trainer, writer, every, count
 
     def on_step_end(self, args, state, control, **kwargs):

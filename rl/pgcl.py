@@ -25,8 +25,7 @@ from common.training import set_seed
 from data.preferences import Pun, load_puns, pun_examples
 from reward.composite import build_scorer, task_columns
 from rl.losses import pgcl_loss
-from rl.preference import (PreferenceLoss, measure_structure, sample_texts_for, train_preferences, trend,
-                           write_examples)
+from rl.preference import PreferenceLoss, measure_structure, sample_texts_for, train_preferences, trend, write_examples
 
 
 def three_way(cfg: PGCLArgs) -> PreferenceLoss:

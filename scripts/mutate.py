@@ -127,6 +127,9 @@ MUTATIONS = [
     ("a changed learning rate passes a resume", "common/rundir.py",
      '"output_dir", "runs_dir", "run_name"}', '"output_dir", "runs_dir", "run_name", "learning_rate"}',
      ["tests/test_never_lose.py::test_resuming_with_any_training_setting_changed_is_refused"]),
+    ("TRL samples at temperature 1 under the fast nucleus", "common/generation.py",
+     "warpers = _warpers(saved[\"temperature\"], saved[\"top_k\"], top_p)", "warpers = _warpers(1.0, saved[\"top_k\"], top_p)",
+     ["tests/test_online.py::test_each_online_algorithm_trains_through_the_seam_and_logs_what_the_alarms_read[grpo]"]),
 ]
 
 

@@ -8,7 +8,6 @@ from it exactly as that stage will, and prints the stages' command lines, one a 
 the reward models train for tens of minutes, in one line naming the stage (exit 2).
 """
 
-import sys
 from pathlib import Path
 
 import yaml

@@ -27,10 +27,17 @@ from common.stage_configs import SFTArgs
 from common.tb import log_scalars, tensorboard_callback
 from common.training import lora_config, set_seed, trainer_config
 from common.update_check import UpdateSentinel, causal_lm_probe
-from data.loaders import (Demonstration, load_headline_demonstrations, load_labeled, prompt_plan, rl_prompt_split,
-                          sample_texts)
 from data.annotate import annotation_demonstrations, annotations_of
+from data.loaders import (
+    Demonstration,
+    load_headline_demonstrations,
+    load_labeled,
+    prompt_plan,
+    rl_prompt_split,
+    sample_texts,
+)
 from data.prompts import completion_prefix, demonstrations_from_jokes, format_for_model, prompt_text
+
 
 def sft_dataset(demos: list[Demonstration], tokenizer) -> Dataset:
     """prompt (as the model sees it) -> completion = joke + the tokenizer's EOS, written out explicitly."""

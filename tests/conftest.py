@@ -25,8 +25,8 @@ TINY = str(Path(__file__).resolve().parents[1] / "configs" / "tiny.yaml")
 def run(tmp_path_factory):
     """sft -> rm -> grpo -> ppo -> dpo -> dpop -> eval on configs/tiny.yaml, in sequence as a user runs them (shared by the test files)."""
     from reward.train_rm import main as train_rm
-    from rl.grpo import main as grpo
     from rl.dpo import main as dpo
+    from rl.grpo import main as grpo
     from rl.ppo import main as ppo
     from sft.sft import main as sft
 

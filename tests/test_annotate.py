@@ -2,7 +2,6 @@
 what the annotations feed (SFT, the reward model, RL prompts). A scripted generator stands in for the LLM."""
 
 import json
-from pathlib import Path
 
 import pytest
 

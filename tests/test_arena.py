@@ -6,8 +6,19 @@ import math
 
 import pytest
 
-from eval.arena import (ELO_MEAN, ELO_PER_NAT, Battle, LLMJudge, ScoreJudge, arena, bootstrap_intervals, bradley_terry,
-                        judge_battles, pairings, win_matrix)
+from eval.arena import (
+    ELO_MEAN,
+    ELO_PER_NAT,
+    Battle,
+    LLMJudge,
+    ScoreJudge,
+    arena,
+    bootstrap_intervals,
+    bradley_terry,
+    judge_battles,
+    pairings,
+    win_matrix,
+)
 from eval.metrics import best_of_rows
 from tests.conftest import TINY
 

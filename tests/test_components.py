@@ -4,8 +4,14 @@ import re
 import pytest
 
 from common.stage_configs import GUARD_WEIGHTS, SEED_REWARD_WEIGHTS, RewardArgs
-from reward.components import (coverage_reward, gibberish_penalty, make_length_reward, make_repetition_penalty,
-                               no_eos_penalty, script_drift_penalty)
+from reward.components import (
+    coverage_reward,
+    gibberish_penalty,
+    make_length_reward,
+    make_repetition_penalty,
+    no_eos_penalty,
+    script_drift_penalty,
+)
 from reward.composite import build_components, score, trl_reward_functions
 
 

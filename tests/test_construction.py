@@ -2,10 +2,10 @@
 scripts/mutate.py applies the mutations they are meant to kill and reports which survive."""
 
 import json
-import tomllib
 from pathlib import Path
 
 import pytest
+import tomllib
 import torch
 
 from common.models import load_base_policy
@@ -61,9 +61,9 @@ def test_ppo_logprobs_and_values_match_a_manual_full_forward_at_the_sampling_tem
 
 
 def test_ppo_kl_is_positive_once_the_policy_differs_from_its_reference():
-    from rl.ppo import KLController, ValueHead, rollout
     from data.loaders import load_sample_prompts
     from reward.composite import build_components
+    from rl.ppo import KLController, ValueHead, rollout
 
     model, tok = perturbed_policy()
     cfg = PPOArgs(reward_weights={"headline": {"length_reward": 1.0}, "words": {"coverage_reward": 1.0}},
@@ -201,7 +201,7 @@ def test_the_rm_reads_the_humor_label_it_was_trained_with_and_refuses_unknown_la
 def test_long_prompts_keep_their_end_in_every_stage():
     from common.generation import fit_prompt, generate_ids
     from data.loaders import TaskPrompt
-    from rl.grpo import prompt_dataset
+    from rl.online import prompt_dataset
 
     model, tok = load_base_policy("tiny:llama")
     task = TaskPrompt("long", "en", "headline", headline=" ".join(["very"] * 200) + " long headline")

@@ -214,7 +214,8 @@ def test_sft_stops_at_the_nan_step_keeps_the_good_checkpoint_and_resumes_from_it
                                                                                                  monkeypatch):
     from trl import SFTTrainer
 
-    from sft.sft import entry, main as sft
+    from sft.sft import entry
+    from sft.sft import main as sft
 
     stage = tmp_path / "s" / "sft"
     argv = ["--config", TINY, "--runs_dir", str(tmp_path), "--run_name", "s", "--max_steps", "4", "--save_steps", "1",

@@ -9,8 +9,16 @@ import pytest
 import torch
 
 from data.loaders import TaskPrompt
-from data.preferences import (PreferenceExample, load_humicroedit, load_puns, pairs_from_samples, pun_examples,
-                              read_humicroedit_pairs, read_preferences, write_preferences)
+from data.preferences import (
+    PreferenceExample,
+    load_humicroedit,
+    load_puns,
+    pairs_from_samples,
+    pun_examples,
+    read_humicroedit_pairs,
+    read_preferences,
+    write_preferences,
+)
 from rl.losses import dpo_loss, dpop_loss, pgcl_loss, seed_dpop_loss
 from tests.conftest import TINY
 

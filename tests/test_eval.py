@@ -19,7 +19,7 @@ TINY = str(Path(__file__).resolve().parents[1] / "configs" / "tiny.yaml")
 def test_eval_compares_base_sft_grpo_on_the_same_prompts(run):
     run_dir, s = run
     metrics = s["eval"]["metrics"]
-    assert list(metrics) == ["base", "sft", "grpo", "ppo", "dpo", "dpop"] and list(s["eval"]["skipped"]) == ["pgcl"]
+    assert list(metrics) == ["base", "sft", "grpo", "ppo", "dpo", "dpop"] and list(s["eval"]["skipped"]) == ["rloo", "pgcl"]
     rows = {name: read_jsonl(run_dir / "eval" / f"{name}.jsonl") for name in metrics}
     ids = [r["id"] for r in rows["base"]]
     assert all([r["id"] for r in rows[name]] == ids for name in rows)          # same prompts, same order
@@ -102,9 +102,10 @@ def test_export_merges_into_a_plain_folder_with_identical_greedy_outputs(run, tm
 
 
 def test_submission_picks_covering_samples_and_validation_lists_every_failure(run, tmp_path):
-    from eval.metrics import best_of_rows
-    from eval.submit import main as submit, validate, write_submission
     from data.loaders import read_task_tsv
+    from eval.metrics import best_of_rows
+    from eval.submit import main as submit
+    from eval.submit import validate, write_submission
 
     run_dir, _ = run
     tsv = tmp_path / "task-a-en.tsv"

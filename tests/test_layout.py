@@ -81,13 +81,22 @@ def test_the_layout_test_catches_a_climbing_import(tmp_path):
 
 
 def test_every_stage_entry_point_parses_its_own_config_section():
+    """Each stage parses its section, itself or (an online RL algorithm) through rl/online.py, which parses the
+    config of the stage named by the algorithm."""
+    from rl.online import OnlineAlgorithm
+    online_source = (ROOT / "rl" / "online.py").read_text(encoding="utf-8")
     for stage in STAGES:
         module = importlib.import_module(stage.module)
         assert callable(getattr(module, "main", None)), stage.name
-        source = Path(module.__file__).read_text(encoding="utf-8")
-        assert f'parse_config({stage.config.__name__}, "{stage.section}"' in source, stage.name
+        algorithms = [a for a in vars(module).values() if isinstance(a, OnlineAlgorithm)]
+        if algorithms:
+            assert [a.name for a in algorithms] == [stage.name] and stage.config is GRPOArgs, stage.name
+            assert "parse_config(GRPOArgs, stage(name).section" in online_source
+        else:
+            source = Path(module.__file__).read_text(encoding="utf-8")
+            assert f'parse_config({stage.config.__name__}, "{stage.section}"' in source, stage.name
         assert SECTIONS[stage.section] is stage.config
-    assert POLICY_STAGES == ("sft", "grpo", "ppo", "dpo", "dpop", "pgcl")
+    assert POLICY_STAGES == ("sft", "grpo", "rloo", "ppo", "dpo", "dpop", "pgcl")
 
 
 @pytest.mark.parametrize("cls, section, flag", [

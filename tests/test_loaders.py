@@ -2,9 +2,15 @@ from pathlib import Path
 
 import pytest
 
-from data.loaders import (load_labeled, load_prompts, load_sample_labeled, load_sample_prompts, read_labeled_table,
-                          read_task_tsv, split_prompts)
-
+from data.loaders import (
+    load_labeled,
+    load_prompts,
+    load_sample_labeled,
+    load_sample_prompts,
+    read_labeled_table,
+    read_task_tsv,
+    split_prompts,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -16,10 +22,10 @@ def write(path, text):
 
 def test_sample_set_covers_three_languages_and_both_labels():
     rows = load_sample_labeled()
-    assert {(r.lang, r.label) for r in rows} == {(l, y) for l in ("en", "zh", "es") for y in (0, 1)}
+    assert {(r.lang, r.label) for r in rows} == {(lang, y) for lang in ("en", "zh", "es") for y in (0, 1)}
     assert len(rows) >= 200
     prompts = load_sample_prompts()
-    assert {(p.lang, p.prompt_type) for p in prompts} == {(l, t) for l in ("en", "zh", "es") for t in ("headline", "words")}
+    assert {(p.lang, p.prompt_type) for p in prompts} == {(lang, t) for lang in ("en", "zh", "es") for t in ("headline", "words")}
 
 
 def test_labeled_table_reads_true_false_and_01(tmp_path):

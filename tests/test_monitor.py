@@ -57,10 +57,10 @@ def test_hackable_setup_raises_the_repetition_alarm(tmp_path, monkeypatch, capsy
     'reward model' that scores ever higher, as the seed's DeBERTa did while its policy repeated 这就是生活！ x40.
     (A random tiny policy does not learn to repeat within a test's budget, so the RM's rise is built in.)
     The repetition alarm must fire in the log, in summary.json and in TensorBoard, with every tag logged."""
+    import reward.model
     from reward.train_rm import main as train_rm
     from rl.grpo import main as grpo
     from sft.sft import main as sft
-    import reward.model
 
     common = ["--config", TINY, "--runs_dir", str(tmp_path), "--run_name", "hack"]
     sft(common + ["--max_steps", "2"])

@@ -1,7 +1,6 @@
 """Never lose a run (issue 15): kills mid-save, two processes on one run, resumes with other settings, summaries
 that survive resumes, and bad input refused with its place."""
 
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -47,7 +46,8 @@ def test_a_kill_inside_a_checkpoint_save_resumes_to_the_same_end(tmp_path, capsy
 
 
 def test_a_second_process_on_the_same_run_stops_and_a_dead_ones_lock_is_taken_over(tmp_path, capsys):
-    from sft.sft import entry, main as sft
+    from sft.sft import entry
+    from sft.sft import main as sft
 
     stage = tmp_path / "r" / "sft"
     stage.mkdir(parents=True)

@@ -54,7 +54,7 @@ def test_ranking_objectives_train_on_the_tiny_model_and_score_through_rank_rewar
     from common.stage_configs import EvalArgs
     from eval.evaluate import run_report
     lines = run_report(EvalArgs(run_name="r", runs_dir=str(tmp_path)), tmp_path / "r", {}, {"sft": []}, tmp_path)
-    row = next(l for l in lines if l.startswith("| humicroedit |"))
+    row = next(line for line in lines if line.startswith("| humicroedit |"))
     figures = s["held_out"]["humicroedit"]
     assert (f"{figures['pairwise_accuracy']:.3f} ({figures['pairwise_accuracy_lo']:.3f} to "
             f"{figures['pairwise_accuracy_hi']:.3f})") in row and f"{figures['longer_wins']:.3f}" in row
@@ -124,8 +124,8 @@ def test_the_report_shows_each_reward_models_spread_over_policies():
     outputs = {"base": [{"rm_reward": 0.95, "rank_reward": 0.2}, {"rm_reward": 0.93, "rank_reward": 0.4}],
                "grpo": [{"rm_reward": 0.97, "rank_reward": 0.7}, {"rm_reward": 0.99, "rank_reward": 0.9}]}
     lines = reward_model_spread(outputs)
-    rm_row = next(l for l in lines if l.startswith("| rm_reward"))
-    rank_row = next(l for l in lines if l.startswith("| rank_reward"))
+    rm_row = next(line for line in lines if line.startswith("| rm_reward"))
+    rank_row = next(line for line in lines if line.startswith("| rank_reward"))
     assert "| 0.940 | 0.980 | 0.040 | 1.00 |" in rm_row          # saturated: every output > 0.9, spread 0.04
     assert "| 0.300 | 0.800 | 0.500 | 0.00 |" in rank_row
 
