@@ -1,4 +1,4 @@
-"""GPU-only accelerators behind flags (SPEC section 7): unsloth (must be imported before trl) and vLLM generation
+"""GPU-only accelerators behind flags: unsloth (must be imported before trl) and vLLM generation
 (TRL's use_vllm). Both refuse a machine without a CUDA GPU with a clear message instead of a deep traceback;
 their packages live in requirements-gpu.txt, which CPU installs never touch."""
 

@@ -194,7 +194,7 @@ def ensure_pad_token(tokenizer, model) -> None:
     """Give the tokenizer a pad token distinct from EOS.
 
     With pad == eos, padding masks and label masks that go by token id also hide the EOS the model must learn to
-    emit, and the trained model never stops (SPEC section 2)."""
+    emit, and the trained model never stops."""
     if tokenizer.pad_token is not None and tokenizer.pad_token_id != tokenizer.eos_token_id:
         return
     vocab = tokenizer.get_vocab()

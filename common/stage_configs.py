@@ -15,11 +15,11 @@ from transformers import TrainingArguments
 from trl import DPOConfig, GRPOConfig, SFTConfig
 
 SEED_REWARD_WEIGHTS = {
-    # SPEC section 1, the seed's formula. A *_penalty gets a negative weight.
+    # the seed authors' formula. A *_penalty gets a negative weight.
     "headline": {"rm_reward": 0.75, "length_reward": 0.20, "repetition_penalty": -0.15},
     "words": {"rm_reward": 0.55, "coverage_reward": 0.25, "length_reward": 0.15, "repetition_penalty": -0.10},
 }
-# The guards against the seed's reward hacks (SPEC section 2), small enough not to dominate the humor signal but
+# The guards against the reward hacks the seed authors hit, small enough not to dominate the humor signal but
 # large enough that Arabic script, a missing EOS or code garbage never outscores a clean joke.
 GUARD_WEIGHTS = {"script_drift_penalty": -0.30, "no_eos_penalty": -0.10, "gibberish_penalty": -0.20,
                  "empty_penalty": -1.00,        # an empty or punctuation-only completion never earns a positive total
@@ -193,7 +193,7 @@ class RewardArgs(TextCheckArgs, RewardModelArgs):
 
     reward_weights: str | dict = field(default="default", metadata={
         "help": "Per prompt type, component name -> weight; total = sum of weight * component. Or a preset name: "
-                "'seed' (the seed's formula exactly, SPEC section 1) or 'default' (seed + small guard penalties "
+                "'seed' (the seed authors' formula exactly) or 'default' (seed + small guard penalties "
                 "for script drift, missing EOS and gibberish)."})
     length_window: dict = field(default_factory=lambda: {"en": [6, 40], "es": [6, 40], "zh": [10, 80]}, metadata={
         "help": "Per language, [lo, hi] length that scores 1.0 (words for en/es, characters for zh)."})
@@ -441,7 +441,7 @@ class PreferenceArgs(TrainerArgs, FromSFTArgs, PolicyStageArgs):
 
 @dataclass
 class DPOArgs(RewardArgs, PromptArgs, PreferenceArgs):
-    """Offline preference training (rl/dpo.py) of the SFT policy on pairs: DPO (TRL) or DPOP (ours, SPEC section 5)."""
+    """Offline preference training (rl/dpo.py) of the SFT policy on pairs: DPO (TRL) or DPOP (ours)."""
 
     loss: str = field(default="dpo", metadata={
         "help": "dpo (TRL DPOTrainer) or dpop (DPO-Positive). The stage directory is named after it; the two-stage "
@@ -474,12 +474,12 @@ class DPOArgs(RewardArgs, PromptArgs, PreferenceArgs):
 
 @dataclass
 class PGCLArgs(TextCheckArgs, RewardModelArgs, PreferenceArgs):
-    """The two-stage pun curriculum PGCL (rl/pgcl.py, SPEC section 5): stage 1 DPO of gold puns over the policy's
+    """The two-stage pun curriculum PGCL (rl/pgcl.py): stage 1 DPO of gold puns over the policy's
     own structure failures, stage 2 the three-way humor loss against the stage-1 model."""
 
     pgcl_gold_weight: float = field(default=1.0, metadata={"help": "PGCL stage 2: weight of -log s(r(gold) - r(y*))."})
     pgcl_fail_weight: float = field(default=0.5, metadata={
-        "help": "PGCL stage 2: weight of -log s(r(y*) - r(fail)) (SPEC's gamma; the seed's code put gamma on the gold term)."})
+        "help": "PGCL stage 2: weight of -log s(r(y*) - r(fail)) (the curriculum's gamma; the seed authors' code put gamma on the gold term)."})
     stage1_max_steps: int | None = field(default=None, metadata={"help": "PGCL stage 1 steps. None: max_steps."})
     structure_eval_prompts: int = field(default=16, metadata={
         "help": "Held-out pun prompts sampled before and after each stage for the structure success rate."})
@@ -539,7 +539,7 @@ class GenerateArgs(PolicyToolArgs):
 
 @dataclass
 class EvalArgs(PolicyToolArgs, StageArgs):
-    """Evaluate policies (or output files) on the same held-out prompts with SPEC section 6's metrics."""
+    """Evaluate policies (or output files) on the same held-out prompts with every metric of eval/metrics.py."""
 
     policies: list[str] | None = field(default=None, metadata={
         "help": "Policies to generate with and compare: 'base', finished stages of this run, adapter directories. "

@@ -1,4 +1,4 @@
-"""The update check (SPEC section 2): did a training stage change anything?
+"""The update check: did a training stage change anything?
 
 A stage that changes nothing (lr 0, frozen adapters, an accelerator that trains a copy) otherwise looks like a
 finished run: the seed's PPO run went unnoticed until perplexities matched. Every stage snapshots its trainable

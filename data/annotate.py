@@ -1,4 +1,4 @@
-"""The seeds' data step (seed 001): jokes labeled only humor / not humor -> task-shaped rows. An instruct LLM reads
+"""The seed authors' data step: jokes labeled only humor / not humor -> task-shaped rows. An instruct LLM reads
 each joke and writes a related news headline and two key words of the joke (a verb and a noun) as JSON; every
 answer is parsed and validated before it is kept, and the rows `id, lang, joke, headline, word1, word2,
 annotator, raw` feed SFT (both prompt types), the reward model (prompt + joke) and RL (prompts).

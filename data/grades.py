@@ -1,4 +1,4 @@
-"""Graded funniness: texts with human funniness grades, for the ranking and rating reward models (issue 17).
+"""Graded funniness: texts with human funniness grades, for the ranking and rating reward models.
 
 A source gives training rows and held-out rows never trained on, each with a grade on the source's own scale:
 

@@ -1,4 +1,4 @@
-"""Preference data for DPO / DPOP / PGCL (SPEC sections 3 and 5): where pairs come from, and their file formats.
+"""Preference data for DPO / DPOP / PGCL: where pairs come from, and their file formats.
 
 An example is a prompt and its completions ranked best first: (chosen, rejected) for DPO and DPOP, (gold, y*,
 fail) for PGCL's second stage. Sources:

@@ -1,4 +1,4 @@
-"""Prompt templates (SPEC section 3, seed 002) and the two-words prompt built from a joke.
+"""Prompt templates (the seed authors' wording for Chinese) and the two-words prompt built from a joke.
 
 >>> prompt_text(TaskPrompt("en_1", "en", "words", words=("cactus", "lawsuit")))
 'Write a funny text in English that uses the following two words:\\n\\nWords: cactus, lawsuit\\n\\nFunny text:'
@@ -25,7 +25,7 @@ TEMPLATES = {
                         "Titular: {headline}\n\nTexto humorístico:",
     ("es", "words"): "Escribe un texto humorístico en español que use las siguientes dos palabras:\n\n"
                      "Palabras: {word1}, {word2}\n\nTexto humorístico:",
-    # pun prompts of seed 000 (its homographic prompt begins "根据上述词义，" after a word definition we do not have)
+    # the seed authors' pun prompts (the homographic prompt begins "根据上述词义，" after a word definition we do not have)
     ("zh", "homographic"): "请为我编写一个幽默的句子，并使用“{word1}”这个词在一个句子中一次或多次。这个句子应该能够引发笑声或娱乐，"
                            "并展示“{word1}”这个词的不同含义在幽默语境下的创意用法。你可以尝试在句子中加入意想不到的情节或转折，"
                            "以增加幽默效果。请确保句子仍然通顺、自然，并具有良好的语法和逻辑结构。",
@@ -38,7 +38,7 @@ TEMPLATES = {
                           "Add an unexpected twist to make it funnier, and keep it fluent and grammatical.",
 }
 
-# The annotator's instruction (SPEC section 3, seed 001's wording for zh): a joke -> a related news headline and
+# The annotator's instruction (the seed authors' wording for zh): a joke -> a related news headline and
 # two key words of the joke, one verb and one noun, as JSON only.
 ANNOTATE_TEMPLATES = {
     "zh": "你是一个幽默分析专家。请分析下面这个笑话，提取或生成：\n"

@@ -5,7 +5,7 @@
     python eval/evaluate.py --config configs/cpu_default.yaml --outputs sft=a.jsonl --outputs grpo=b.jsonl
 
 Per policy: generate samples_per_prompt completions of every held-out prompt with the same seed, score them with
-every reward component, then SPEC section 6's metrics (eval/metrics.py), perplexity under a reference LM and the
+every reward component, then the metrics of eval/metrics.py, perplexity under a reference LM and the
 RM-judged win rate against the baseline policy; with arena_judge set, the arena (eval/arena.py) of every policy and
 best-of-N row, judged side by side. Writes <eval dir>/{<policy>.jsonl, metrics.json, summary.json,
 report.md} and the run's own <runs_dir>/<run_name>/report.md: the metrics table, the RM's held-out metrics, each

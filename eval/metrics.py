@@ -1,4 +1,4 @@
-"""SPEC section 6's metrics over a set of generated outputs: the one implementation behind `eval/evaluate.py`,
+"""The evaluation metrics over a set of generated outputs: the one implementation behind `eval/evaluate.py`,
 the demo report and the sweep summary.
 
 An output row is a dict with at least: id, lang, prompt_type, words (list or None), text, finished (bool), plus
@@ -27,7 +27,7 @@ def _mean(values) -> float | None:
 
 
 def summarize(rows: list[dict], cfg) -> dict:
-    """Every metric of SPEC section 6 that needs only the outputs (perplexity and win rate need models).
+    """Every metric that needs only the outputs (perplexity and win rate need models).
     cfg: the thresholds of TextCheckArgs, the reward weights (mean_<component> for each component they use, and
     mean_total) and rm_component, whose mean is also reported as mean_rm."""
     if not rows:

@@ -1,4 +1,4 @@
-"""Reward components: plain functions of decoded text (SPEC section 1, STYLE rule 3).
+"""Reward components: plain functions of decoded text.
 
 Each takes `completions` and dataset columns as keyword arguments (`words`, `lang`, ...) and returns one
 `float | None` per completion (None: does not apply). A `*_reward` is better when higher; a `*_penalty` is worse
@@ -85,7 +85,7 @@ def make_repetition_penalty(n: int = 3):
     return repetition_penalty
 
 
-# ---------------------------------------------------------------- guards against reward hacking (SPEC section 2)
+# ---------------------------------------------------------------- guards against reward hacking
 
 SCRIPT_OF_LANG = {"en": "LATIN", "es": "LATIN", "zh": "CJK"}
 CODE_SYMBOLS = set("{}[]<>|\\/=_;$#@^~`*")

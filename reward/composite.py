@@ -1,8 +1,8 @@
-"""The composite reward: an explicit weighted sum of components, with weights per prompt type (STYLE rule 4).
+"""The composite reward: an explicit weighted sum of components, with weights per prompt type.
 
     total(text) = sum over components c of weights[prompt_type][c] * c(text)
 
-The weights live in YAML under the components' function names, e.g. the seed's formula (SPEC section 1):
+The weights live in YAML under the components' function names, e.g. the seed authors' formula:
     weights: {words: {rm_reward: 0.55, coverage_reward: 0.25, length_reward: 0.15, repetition_penalty: -0.10}}
 No hidden normalisation; a NaN or inf component raises with the offending text.
 

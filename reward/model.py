@@ -1,7 +1,7 @@
 """The reward model wrapper: raw text -> P(humor), with the classifier's own tokenizer.
 
 Never hand the 2-label classifier itself to a trainer: TRL's GRPO reads logits[:, 0], which is the *not humor*
-logit, and TRL's PPO feeds it the policy's token ids (SPEC section 2). Scoring decoded text here avoids both.
+logit, and TRL's PPO feeds it the policy's token ids. Scoring decoded text here avoids both.
 """
 
 from __future__ import annotations

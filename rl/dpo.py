@@ -1,4 +1,4 @@
-"""Offline preference training of the SFT policy on pairs: DPO (TRL) and DPOP (ours) (SPEC section 5).
+"""Offline preference training of the SFT policy on pairs: DPO (TRL) and DPOP (ours).
 
     python rl/dpo.py --config configs/tiny.yaml --loss dpo                 # TRL's DPOTrainer
     python rl/dpo.py --config configs/tiny.yaml --loss dpop                # ours: DPO-Positive, rl/losses.py

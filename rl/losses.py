@@ -1,4 +1,4 @@
-"""Every training objective the project writes itself, as pure functions of tensors (SPEC sections 4 and 5).
+"""Every training objective the project writes itself, as pure functions of tensors.
 
 Each takes log-probs (and advantages, values, masks) plus coefficients, and returns (loss, stats): `loss` a scalar
 to backpropagate, `stats` a dict of detached tensors to log. No model, tokenizer or config goes in.
@@ -13,7 +13,7 @@ DPOP   -log s(beta * [(pi_w - ref_w) - (pi_l - ref_l) - lam * max(0, ref_w - pi_
        is a different quantity (`seed_dpop_loss`, kept only to show the difference in the tests).
 PGCL   gold > y* > fail, each pair a DPO term on the implicit rewards, each weighted explicitly:
        gold_weight * -log s(r(gold) - r(y*)) + fail_weight * -log s(r(y*) - r(fail))
-       SPEC's formula weights the second term by gamma (gold_weight 1, fail_weight gamma); the seed's code
+       The curriculum's formula weights the second term by gamma (gold_weight 1, fail_weight gamma); the seed's code
        weighted the first (gold_weight gamma, fail_weight 1).
 
 PPO's losses take per-token tensors (B, T) and a mask that is 1 on real completion tokens; their means are per
@@ -74,7 +74,7 @@ def seed_dpop_loss(pi_chosen: Tensor, pi_rejected: Tensor, ref_chosen: Tensor, r
 
 def pgcl_loss(pi_gold: Tensor, pi_mid: Tensor, pi_fail: Tensor, ref_gold: Tensor, ref_mid: Tensor, ref_fail: Tensor,
               beta: float, gold_weight: float = 1.0, fail_weight: float = 0.5) -> tuple[Tensor, dict[str, Tensor]]:
-    """PGCL stage 2 (seed 000): gold > y* > fail, two weighted DPO terms on the implicit rewards."""
+    """PGCL stage 2: gold > y* > fail, two weighted DPO terms on the implicit rewards."""
     r_gold, r_mid, r_fail = beta * (pi_gold - ref_gold), beta * (pi_mid - ref_mid), beta * (pi_fail - ref_fail)
     loss = (-gold_weight * F.logsigmoid(r_gold - r_mid) - fail_weight * F.logsigmoid(r_mid - r_fail)).mean()
     return loss, {**_preference_stats(r_gold, r_fail), "reward_middle": r_mid.detach().mean()}

@@ -1,4 +1,4 @@
-"""What an RL run shows while it trains (SPEC sections 2 and 4): batch statistics of the generations, sample
+"""What an RL run shows while it trains: batch statistics of the generations, sample
 completions as TensorBoard text, and alarms on the signatures of the seeds' failures.
 
 - `generation_stats`: stop rate, Dist-1/Dist-2, script-drift / repetition / gibberish rates, mean length of a batch;

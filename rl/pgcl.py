@@ -1,4 +1,4 @@
-"""The two-stage pun curriculum PGCL (seed 000; SPEC section 5), from the SFT policy.
+"""The two-stage pun curriculum PGCL, from the SFT policy.
 
     python rl/pgcl.py --config configs/tiny.yaml
 

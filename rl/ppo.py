@@ -1,4 +1,4 @@
-"""PPO of the SFT policy against the text-level composite reward (SPEC section 4), in one file, CleanRL style.
+"""PPO of the SFT policy against the text-level composite reward, in one file, CleanRL style.
 
 Why our own: trl 1.16 has no PPOTrainer, and the old one fed the policy's token ids to the reward model, so a
 humor classifier with its own tokenizer could not be used. Here the reward is computed on the decoded text:

@@ -1,6 +1,6 @@
 """Supervised fine-tuning of the LoRA policy on prompt -> joke, with an explicit EOS on every target.
 
-Without the EOS the model never learns to stop, runs to max tokens and drifts into garbage (SPEC section 2).
+Without the EOS the model never learns to stop, runs to max tokens and drifts into garbage.
 The EOS appended here is checked to be the token id that generation and GRPO stop on, and after training the
 stage samples held-out prompts and reports the stop rate.
 

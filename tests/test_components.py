@@ -85,7 +85,7 @@ def test_trl_functions_reproduce_the_composite():
     assert by_name["words/coverage_reward"] == [0.5, None] and by_name["headline/rm_reward"] == [None, 0.8]
 
 
-# The seed's real reward hacks (seeds/001), each scored ~0.98 by their DeBERTa reward model.
+# The seed authors' real reward hacks, each scored ~0.98 by their DeBERTa reward model.
 ARABIC_HACK = ("一日，甲男在街角卖保险，一男子走到面前说：“帮我看一下保险锁的钥匙。” 说完掏出一把钥匙递了过去，"
                "那男的把钥匙收起掏出身份证说：“试试我的保险靠谱不？” " + "دمش " * 50)
 CODE_HACK = ("爸爸～爹～「爷去哪里？【呜┉」～ breathable breathable我妈 ridden slate Operand(Theurança(dep "

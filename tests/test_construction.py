@@ -1,4 +1,4 @@
-"""Right by construction (issue 16): tests that fail on the wrong code, not only pass on the right one.
+"""Right by construction: tests that fail on the wrong code, not only pass on the right one.
 scripts/mutate.py applies the mutations they are meant to kill and reports which survive."""
 
 import json

@@ -71,7 +71,7 @@ def test_pgcl_three_way_loss_by_hand_with_explicit_weights():
     gold, fail = nll_sigmoid(1.0), nll_sigmoid(4.0)
     spec = pgcl_loss(*pi, *ref, beta=0.5, gold_weight=1.0, fail_weight=0.5)[0].item()
     seed = pgcl_loss(*pi, *ref, beta=0.5, gold_weight=0.5, fail_weight=1.0)[0].item()
-    assert spec == pytest.approx(gold + 0.5 * fail, rel=1e-6)          # SPEC: gamma on the y* > fail term
+    assert spec == pytest.approx(gold + 0.5 * fail, rel=1e-6)          # gamma on the y* > fail term
     assert seed == pytest.approx(0.5 * gold + fail, rel=1e-6)          # the seed's code: gamma on the gold term
 
 

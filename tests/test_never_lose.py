@@ -1,4 +1,4 @@
-"""Never lose a run (issue 15): kills mid-save, two processes on one run, resumes with other settings, summaries
+"""Never lose a run: kills mid-save, two processes on one run, resumes with other settings, summaries
 that survive resumes, and bad input refused with its place."""
 
 import subprocess

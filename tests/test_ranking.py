@@ -1,4 +1,4 @@
-"""Ranking reward models (issue 17, first part): pairwise (Bradley-Terry, TRL RewardTrainer) and rating
+"""Ranking reward models: pairwise (Bradley-Terry, TRL RewardTrainer) and rating
 (regression on grades) objectives, their held-out figures, the rank_reward component and the spread report."""
 
 import json

@@ -1,4 +1,4 @@
-"""The nucleus sampler of our sampling path (issue 18): the same kept tokens as transformers' TopPLogitsWarper,
+"""The nucleus sampler of our sampling path: the same kept tokens as transformers' TopPLogitsWarper,
 from a top-k slice when it holds the mass, and the same samples end to end."""
 
 import pytest
@@ -59,7 +59,7 @@ def test_fast_nucleus_changes_how_someone_elses_generate_samples_and_puts_everyt
 
 
 def test_folded_lora_samples_the_policy_itself_and_puts_the_weights_back():
-    """The LoRA folded into the weights while sampling (issue 18): the log-probs of the sampled tokens are the
+    """The LoRA folded into the weights while sampling: the log-probs of the sampled tokens are the
     unfolded policy's, the same tokens come out, and the base weights are back afterwards."""
     from peft import LoraConfig, get_peft_model
 
