@@ -23,6 +23,7 @@ trap 'rm -f "$preset"' EXIT
 stage_lines=$(python scripts/pipeline_preset.py "$preset" "${args[@]}")
 mapfile -t stages <<< "$stage_lines"
 times=()
+set -f             # a stage line's flags ('--vote_sources []') are words, never file patterns
 for stage in "${stages[@]}"; do
   echo "=== $stage ${args[*]}"
   start=$(date +%s)

@@ -20,7 +20,7 @@ from common.stages import Stage, stage
 # the pipeline's stages, so the stages checked are the stages run
 PIPELINE = (
     ("sft", ()),
-    ("rm", ()),
+    ("rm", ("--vote_sources", "[]")),   # the classifier learns from labels: votes given to run.sh train the next stage
     ("rm_pairwise", ("--rm_objective", "pairwise", "--with_prompt", "true")),
     ("grpo", ()),
     ("eval", ()),

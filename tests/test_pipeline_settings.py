@@ -59,11 +59,17 @@ def test_a_value_only_evaluation_refuses_names_the_eval_stage(pipeline, tmp_path
     assert refusal in str(refused.value)
 
 
-def test_the_binary_rm_stage_is_checked_without_the_pairwise_stage_flags(pipeline, tmp_path):
-    """vote_sources train only the pairwise RM: the pairwise stage takes them, the binary RM stage before it does not."""
+def test_votes_given_to_run_sh_train_the_preference_rm_and_not_the_classifier(pipeline, tmp_path):
+    """vote_sources train only the pairwise RM: run.sh hands them to that stage and none to the binary RM before it,
+    which would refuse them (as train_rm.py does when a user gives votes to the classifier directly)."""
     pipeline.write_preset(tmp_path / "p.yaml", ["--config", PRESETS[0], "--vote_sources", "[votes.jsonl]"])
-    with pytest.raises(ValueError, match=r"^stage rm \(reward/train_rm.py\) .*vote_sources are side-by-side"):
-        pipeline.check_stage_settings(tmp_path / "p.yaml")
+    pipeline.check_stage_settings(tmp_path / "p.yaml")
+    from common.config import parse_config as real_parse_config
+    configs = {entry.name: real_parse_config(entry.config, entry.section, ["--config", str(tmp_path / "p.yaml"), *extra])
+               for entry, extra in pipeline.pipeline_stages()}
+    assert configs["rm"].vote_sources == [] and configs["rm_pairwise"].vote_sources == ["votes.jsonl"]
+    with pytest.raises(ValueError, match="vote_sources are side-by-side"):
+        real_parse_config(configs["rm"].__class__, "rm", ["--config", str(tmp_path / "p.yaml")])
 
 
 def test_every_stage_run_sh_runs_is_checked_with_its_own_flags(pipeline, tmp_path, capsys, monkeypatch):
