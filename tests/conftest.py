@@ -38,3 +38,11 @@ def run(tmp_path_factory):
     from eval.evaluate import main as evaluate
     summaries["eval"] = evaluate(common + ["--samples_per_prompt", "2"])
     return runs / "t", summaries
+
+
+def pytest_collection_modifyitems(config, items):
+    """Every test on the shared trained pipeline (the `run` fixture) is end to end; the others that train or
+    sample carry @pytest.mark.e2e themselves."""
+    for item in items:
+        if "run" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.e2e)

@@ -44,6 +44,7 @@ def test_answers_are_parsed_from_fences_and_chatter_and_broken_ones_get_a_reason
     ({"headline": "冰箱宣布开始减肥计划引发热议", "word1": "冰箱", "word2": "剩菜"}, "冰箱说它要减肥，因为里面全是剩菜。", "zh",
      "not_verb_and_noun"),                                                         # two nouns
 ])
+@pytest.mark.e2e
 def test_each_validation_rule(fields, joke, lang, reason):
     assert check_annotation(fields, joke, lang, WINDOW) == reason
 

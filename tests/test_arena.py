@@ -76,6 +76,7 @@ def test_win_matrix_by_hand():
     assert m["x"]["z"] == 0.0 and m["z"]["x"] == 1.0 and m["y"]["z"] is None
 
 
+@pytest.mark.e2e
 def test_bootstrap_intervals_hold_the_estimate_are_seeded_and_narrow_with_more_prompts():
     few = battles("x", "y", 6, 4)
     many = battles("x", "y", 70, 30)
@@ -138,6 +139,7 @@ def test_best_of_n_picks_the_top_scored_sample_per_prompt():
         best_of_rows(rows, "rank")
 
 
+@pytest.mark.e2e
 def test_the_arena_ranks_a_policy_the_judge_prefers_first_with_intervals():
     scores = [0.1 * (i % 10) for i in range(40)]
     outputs = {"weak": _rows("weak", scores), "strong": _rows("strong", [s + 0.05 for s in scores]),
@@ -167,6 +169,7 @@ def test_an_llm_judge_on_a_tiny_model_gives_probabilities_that_depend_on_the_ord
     assert all(len(tok.decode([i]).strip()) == 1 for i in a_ids + b_ids)     # 'A' / ' A', never a bare space
 
 
+@pytest.mark.e2e
 def test_the_arena_on_a_tiny_run_writes_its_leaderboard_plot_and_flags_a_training_reward_judge(run):
     from eval.arena import main as arena_main
 

@@ -10,11 +10,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import TINY
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
+@pytest.mark.e2e
 def test_grpo_two_processes_train_together_and_write_once(run, tmp_path):
     run_dir, _ = run
     out = tmp_path / "grpo"

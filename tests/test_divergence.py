@@ -210,6 +210,7 @@ def _nan_loss_from_step(step: int):
     return poisoned
 
 
+@pytest.mark.e2e
 def test_sft_stops_at_the_nan_step_keeps_the_good_checkpoint_and_resumes_from_it_at_the_lower_rate(tmp_path, capsys,
                                                                                                  monkeypatch):
     from trl import SFTTrainer
@@ -257,6 +258,7 @@ def sft_adapter(tmp_path_factory) -> Path:
     return directory
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("loss", ["dpo", "dpop"])
 def test_dpo_and_dpop_at_lr_1e30_stop_at_their_first_step_without_a_final_adapter(loss, sft_adapter, tmp_path, capsys):
     from rl.dpo import entry

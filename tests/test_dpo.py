@@ -186,6 +186,7 @@ def test_dpo_and_dpop_runs_log_the_chosen_logprob_and_move_the_lora(run):
     assert first["dpo"] == pytest.approx(first["dpop"], rel=1e-4)
 
 
+@pytest.mark.e2e
 def test_pgcl_runs_both_stages_and_reports_structure_success(run, tmp_path, monkeypatch):
     """The tiny random policy never writes a pun word, so sampling is replaced by canned samples that pass the
     structure check on even calls; the two stages, their data and the reports are the real ones."""
@@ -375,6 +376,7 @@ def dpo_argv(tmp_path: Path, source: str, adapter: str = "unused", *extra: str) 
             "--preference_source", source, "--max_prompt_tokens", "64", "--max_length", "128", *extra]
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("loss", ["dpo", "dpop"])
 def test_the_stage_trains_every_long_pair_and_accounts_for_it(tmp_path, sft_adapter, tiny_tokenizer, loss):
     from rl.dpo import main

@@ -52,6 +52,7 @@ def test_generation_stats_by_hand():
     assert s["repetition_rate"] == pytest.approx(1 / 3)  # only the Chinese line repeats 3-grams (> 0.2)
 
 
+@pytest.mark.e2e
 def test_hackable_setup_raises_the_repetition_alarm(tmp_path, monkeypatch, capsys):
     """RM-only reward on a tiny policy sampling at low temperature (a random LM then loops: low Dist-2), and a
     'reward model' that scores ever higher, as the seed's DeBERTa did while its policy repeated 这就是生活！ x40.
@@ -87,6 +88,7 @@ def test_hackable_setup_raises_the_repetition_alarm(tmp_path, monkeypatch, capsy
     assert "samples/text_summary" in acc.Tags()["tensors"]
 
 
+@pytest.mark.e2e
 def test_gold_watch_logs_proxy_and_gold_keeps_the_best_adapter_and_alarms_on_a_scripted_history(run, tmp_path):
     from rl.grpo import main as grpo
     from rl.monitor import GoldWatch, over_optimised
@@ -127,6 +129,7 @@ def test_gold_watch_logs_proxy_and_gold_keeps_the_best_adapter_and_alarms_on_a_s
     assert [p["step"] for p in s["gold_watch"]] == [1, 2]
 
 
+@pytest.mark.e2e
 def test_ppo_watches_a_gold_reward_model_given_as_a_directory(run, tmp_path):
     """PPO's own loop runs the same watch; the gold is a trained RM directory (here the classifier, read through
     load_scorer), scored on held-out samples; a weighted component or a missing path is refused as gold."""

@@ -25,6 +25,7 @@ main(sys.argv[1:])
 """
 
 
+@pytest.mark.e2e
 def test_a_kill_inside_a_checkpoint_save_resumes_to_the_same_end(tmp_path, capsys):
     from sft.sft import main as sft
 
@@ -45,6 +46,7 @@ def test_a_kill_inside_a_checkpoint_save_resumes_to_the_same_end(tmp_path, capsy
     assert resumed["wall_time_s"] > 0 and resumed["resumes"][0]["changed"] == {}
 
 
+@pytest.mark.e2e
 def test_a_second_process_on_the_same_run_stops_and_a_dead_ones_lock_is_taken_over(tmp_path, capsys):
     from sft.sft import entry
     from sft.sft import main as sft
@@ -68,6 +70,7 @@ def test_a_second_process_on_the_same_run_stops_and_a_dead_ones_lock_is_taken_ov
     assert summary["steps"] == 2 and not (stage / ".lock").exists()
 
 
+@pytest.mark.e2e
 def test_alarms_fired_before_a_resume_stay_in_the_summary(run, tmp_path):
     import shutil
 
@@ -87,6 +90,7 @@ def test_alarms_fired_before_a_resume_stay_in_the_summary(run, tmp_path):
     assert resumed["reward_first"] == pytest.approx(whole["reward_first"])
 
 
+@pytest.mark.e2e
 def test_submit_validate_exits_non_zero_on_a_broken_file(tmp_path):
     tsv = tmp_path / "in.tsv"
     tsv.write_text("id\tword1\tword2\theadline\nen_1\t-\t-\tCat elected mayor\nen_2\t-\t-\tDog sues cat\n")
@@ -172,6 +176,7 @@ def _another_value(value):
     return "other"                                  # None
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("stage", ["sft", "rm", "grpo", "ppo", "dpo", "pgcl"])
 def test_resuming_with_any_training_setting_changed_is_refused(stage, tmp_path):
     """Every field of every training stage's config but WHERE_AND_HOW_IT_LOGS, changed on its own before a resume,

@@ -26,6 +26,7 @@ def sampling_settings(processors) -> dict:
     return found
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("name", ["grpo", "rloo"])
 def test_each_online_algorithm_trains_through_the_seam_and_logs_what_the_alarms_read(run, tmp_path, monkeypatch, name):
     """Also a contract with TRL's sampling: the processors generate really samples with (our fast nucleus swaps

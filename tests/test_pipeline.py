@@ -125,6 +125,7 @@ def test_a_finished_run_is_never_overwritten(run):
         sft(["--config", TINY, "--runs_dir", str(run_dir.parent), "--run_name", "t", "--max_steps", "1"])
 
 
+@pytest.mark.e2e
 def test_learning_rate_zero_fails_loudly(tmp_path):
     from sft.sft import main as sft
 
@@ -133,6 +134,7 @@ def test_learning_rate_zero_fails_loudly(tmp_path):
     assert not (tmp_path / "default" / "sft" / "summary.json").exists()      # no summary: the stage did not finish
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("stage", ["rm", "grpo"])
 def test_frozen_adapters_fail_loudly(run, tmp_path, monkeypatch, stage):
     """The seed's unsloth PPO run: the optimizer ran, the weights never changed. Simulated by an optimizer whose
@@ -174,6 +176,7 @@ def test_sentinel_fails_when_weights_move_but_outputs_do_not():
         sentinel.check(model, "sft", 1)
 
 
+@pytest.mark.e2e
 def test_interrupted_run_resumes_from_its_last_checkpoint(tmp_path, capsys):
     from sft.sft import main as sft
 

@@ -182,6 +182,7 @@ def test_ppo_run_moves_policy_and_value_head_and_logs_everything(run):
     assert p["history"][-1]["ppo/value_loss"] < p["history"][0]["ppo/value_loss"]
 
 
+@pytest.mark.e2e
 def test_ppo_resumes_from_its_checkpoint_to_the_same_weights(run, tmp_path):
     from rl.ppo import main as ppo
 

@@ -9,6 +9,7 @@ ROOT = Path(__file__).resolve().parents[1]
 PRESETS = sorted(str(p) for p in (ROOT / "configs").glob("gpu_*.yaml"))
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("preset", PRESETS)
 def test_gpu_presets_dry_run_every_stage(preset, data_dir):
     from reward.train_rm import main as rm

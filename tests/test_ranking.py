@@ -25,6 +25,7 @@ def test_ranking_metrics_by_hand():
     assert m["mean_baseline_rmse"] == pytest.approx(math.sqrt((0.49 + 0.25 + 1.96) / 3))
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("objective", ["pairwise", "rating"])
 def test_ranking_objectives_train_on_the_tiny_model_and_score_through_rank_reward(objective, tmp_path):
     from reward.model import RankingRewardModel
@@ -130,6 +131,7 @@ def test_the_report_shows_each_reward_models_spread_over_policies():
     assert "| 0.300 | 0.800 | 0.500 | 0.00 |" in rank_row
 
 
+@pytest.mark.e2e
 def test_ensemble_reward_is_mean_minus_k_std_and_logs_the_disagreement(tmp_path):
     """Two classifiers (two seeds) behind ensemble_reward and ensemble_std, by hand against their P(humor)."""
     from common.stage_configs import RewardArgs
@@ -281,6 +283,7 @@ def test_humicroedit_task2_reads_as_votes_with_its_ties():
                                               "City toddlers approves new budget for road repairs", "a")
 
 
+@pytest.mark.e2e
 def test_a_prompt_aware_ranking_rm_reads_each_joke_beside_its_theme(tmp_path):
     from reward.model import RankingRewardModel, encode_texts
     from reward.train_rm import main as train_rm

@@ -1,8 +1,11 @@
 """The loaders on the real data sets (skipped when the data directory is absent)."""
 
+import pytest
+
 from data.loaders import load_labeled, load_prompts
 
 
+@pytest.mark.e2e
 def test_real_labeled_sets_load_with_both_labels(data_dir):
     for source, lang in (("colbert", "en"), ("ccl2019", "zh"), ("haha2021", "es")):
         rows = load_labeled([source], data_dir, langs=[lang])

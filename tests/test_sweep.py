@@ -4,11 +4,13 @@ table and plot, resume, failures."""
 import csv
 import json
 
+import pytest
 import yaml
 
 from tests.conftest import TINY
 
 
+@pytest.mark.e2e
 def test_sweep_runs_settings_records_failures_and_resumes(run, tmp_path, capsys):
     from eval.sweep import main as sweep
 

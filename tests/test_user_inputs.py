@@ -70,6 +70,7 @@ def test_missing_reward_module_names_the_file(tmp_path):
         component_names(RewardArgs(reward_module=str(tmp_path / "nope.py")))
 
 
+@pytest.mark.e2e
 def test_own_reward_component_trains_grpo_and_is_logged_and_scored(run, reward_file, tmp_path):
     from reward.score import main as score_main
     from rl.grpo import main as grpo
@@ -217,6 +218,7 @@ def test_json_array_parquet_and_datasets_folder(tmp_path):
         load_labeled([str(tmp_path / "latin1.csv")])
 
 
+@pytest.mark.e2e
 def test_own_files_run_end_to_end_on_the_tiny_config(run, tmp_path):
     """A CSV of labeled jokes trains the RM, a JSONL of prompts feeds GRPO, and DPO trains on a LLaMA-Factory
     ShareGPT JSON array and on a TRL conversational JSONL."""
@@ -278,6 +280,7 @@ def test_trl_settings_under_their_own_names_with_our_short_names_as_aliases(tmp_
     assert parse_config(SFTArgs, "sft", ["--dry_run"]).dry_run is True                # a bare boolean flag
 
 
+@pytest.mark.e2e
 def test_grpo_runs_with_trl_names_and_passes_them_to_the_trainer(run, tmp_path):
     """python rl/grpo.py --config configs/tiny.yaml --per_device_train_batch_size 8 --gradient_accumulation_steps 2
     --report_to tensorboard: the settings reach GRPOConfig, and TensorBoard is still ours (one writer, <stage>/tb)."""
