@@ -27,11 +27,16 @@ from peft import get_peft_model
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from transformers import TrainerCallback  # noqa: E402
+from transformers import (  # noqa: E402
+    LogitsProcessorList,
+    TemperatureLogitsWarper,
+    TopKLogitsWarper,
+    TrainerCallback,
+)
 from trl import GRPOTrainer  # noqa: E402
 
 from common.config import parse_config  # noqa: E402
-from common.generation import sampling_processors, sampling_weights  # noqa: E402
+from common.generation import FastTopP, sampling_processors, sampling_weights  # noqa: E402
 from common.models import load_policy  # noqa: E402
 from common.stage_configs import GRPOArgs  # noqa: E402
 from common.training import lora_config  # noqa: E402
@@ -52,10 +57,16 @@ def generation_rate(model, tokenizer, prompts: list[str], batch: int, new_tokens
     """(tokens/s, seconds of the first, warm-up call). Every sequence generates exactly new_tokens tokens."""
     enc = tokenizer((prompts * (batch // len(prompts) + 1))[:batch], return_tensors="pt", padding=True,
                     add_special_tokens=False)
-    sampling = (sampling_processors(model, 0.9, 0.95) if generate_kwargs.pop("fast_top_p", False)
-                else dict(temperature=0.9, top_p=0.95))
+    nucleus = generate_kwargs.pop("fast_top_p", False)
+    if nucleus == "filter":        # FastTopP filters, generate draws over the whole vocabulary (before NucleusSampler)
+        warpers = LogitsProcessorList([TemperatureLogitsWarper(0.9), TopKLogitsWarper(model.generation_config.top_k or 50),
+                                       FastTopP(0.95)])
+        sampling = dict(temperature=1.0, top_k=0, top_p=1.0, logits_processor=warpers)
+    else:
+        sampling = sampling_processors(model, 0.9, 0.95) if nucleus else dict(temperature=0.9, top_p=0.95)
     kwargs = dict(max_new_tokens=new_tokens, min_new_tokens=new_tokens, do_sample=True,
-                  pad_token_id=tokenizer.pad_token_id, **sampling, **generate_kwargs)
+                  pad_token_id=tokenizer.pad_token_id)
+    kwargs.update(**sampling, **generate_kwargs)        # ours draw in NucleusSampler and run generate greedy
     t0 = time.perf_counter()
     model.generate(**enc, **kwargs)
     warmup = time.perf_counter() - t0
@@ -65,7 +76,7 @@ def generation_rate(model, tokenizer, prompts: list[str], batch: int, new_tokens
     return batch * new_tokens * repeats / (time.perf_counter() - t0), warmup
 
 
-def bench_generation(cfg, sft_dir: Path, skip: set[str], batches=(8, 32, 64)) -> dict:
+def bench_generation(cfg, sft_dir: Path, skip: set[str], batches=(8, 32, 64), only: str = "") -> dict:
     print("\n## 1. generation (tokens/s; 48 new tokens per sequence, sampling)\n")
     tasks = load_prompts(cfg.prompt_sources, cfg.data_dir, cfg.langs, 64, cfg.seed)
     print(f"threads: {torch.get_num_threads()}")
@@ -79,14 +90,16 @@ def bench_generation(cfg, sft_dir: Path, skip: set[str], batches=(8, 32, 64)) ->
                 ("fp32 weights, bf16 autocast, FastTopP", "autocast", {"fast_top_p": True}, False),
                 ("bf16 autocast, FastTopP, + LoRA beside the layers", "autocast", {"fast_top_p": True, "lora": "beside"}, False),
                 ("bf16 autocast, FastTopP, + LoRA folded", "autocast", {"fast_top_p": True, "lora": "folded"}, False),
-                ("bf16 autocast, FastTopP, + LoRA folded, bf16 weight copies (used)", "autocast",
-                 {"fast_top_p": True, "lora": "folded", "cast": True}, False),
+                ("bf16 autocast, FastTopP, + LoRA folded, bf16 weight copies, generate draws over the vocabulary",
+                 "autocast", {"fast_top_p": "filter", "lora": "folded", "cast": True}, False),
+                ("bf16 autocast, + LoRA folded, bf16 weight copies, NucleusSampler draws from the nucleus (used)",
+                 "autocast", {"fast_top_p": True, "lora": "folded", "cast": True}, False),
                 ("fp32, static cache", torch.float32, {"cache_implementation": "static"}, False),
                 ("bf16, dynamic cache", torch.bfloat16, {}, False),
                 ("bf16, static cache", torch.bfloat16, {"cache_implementation": "static"}, False),
                 ("bf16, static cache + torch.compile", torch.bfloat16, {"cache_implementation": "static"}, True)]
     for name, dtype, kwargs, compiled in variants:
-        if compiled and "compile" in skip:
+        if (compiled and "compile" in skip) or not any(part in name for part in only.split("|")):
             continue
         model, tokenizer = load_policy(cfg.policy_model, [sft_dir])
         model = model.to(torch.float32 if dtype == "autocast" else dtype).eval()
@@ -209,6 +222,7 @@ def main() -> None:
                         help="The full data sets, when there (ColBERT texts, MWAHAHA prompts); else the shipped demo set.")
     parser.add_argument("--steps", type=int, default=3, help="GRPO steps timed (after one warm-up step).")
     parser.add_argument("--skip", default="", help="Comma-separated parts to skip: generation, compile, grpo, rm.")
+    parser.add_argument("--only", default="", help="Time only the generation variants whose name holds one of these texts ('a|b').")
     parser.add_argument("--json", default=None, help="Also write every figure to this JSON file (to compare benches).")
     args = parser.parse_args()
     skip = set(filter(None, args.skip.split(",")))
@@ -228,7 +242,7 @@ def main() -> None:
     figures = {"date": time.strftime("%Y-%m-%d %H:%M"), "torch": torch.__version__, "threads": torch.get_num_threads(),
                "policy": cfg.policy_model, "max_new_tokens": cfg.max_new_tokens}
     if "generation" not in skip:
-        figures["generation"] = bench_generation(cfg, sft_dir, skip)
+        figures["generation"] = bench_generation(cfg, sft_dir, skip, only=args.only)
     if "grpo" not in skip:
         figures["grpo"] = bench_grpo_step(cfg, args.steps, out_root)
     if "rm" not in skip:

@@ -78,50 +78,78 @@ class FastTopP(LogitsProcessor):
             raise ValueError(f"top_p must be in (0, 1], got {top_p}")
         self.top_p, self.prefix = top_p, prefix
 
-    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+    def decide(self, scores: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None:
+        """(top_probs, top_idx, keep), each (B, k), when the top-`prefix` slice decides every row; else None."""
         probs = scores.float().softmax(dim=-1)                                            # (B, V)
         top_probs, top_idx = probs.topk(min(self.prefix, probs.shape[-1]), dim=-1)        # (B, k), descending
         above = top_probs.cumsum(dim=-1) - top_probs                                      # (B, k) mass above each
         undecided = top_probs.sum(dim=-1) < self.top_p                                    # the slice lacks the mass
         on_the_edge = ((above - self.top_p).abs() < self.EDGE).any(dim=-1)               # rounding could decide
         if (undecided | on_the_edge).any():                                               # the full sort decides
-            return TopPLogitsWarper(self.top_p)(input_ids, scores)
+            return None
         keep = above < self.top_p
         keep[:, 0] = True
+        return top_probs, top_idx, keep
+
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        decided = self.decide(scores)
+        if decided is None:
+            return TopPLogitsWarper(self.top_p)(input_ids, scores)
+        _, top_idx, keep = decided
         remove = torch.ones_like(scores, dtype=torch.bool).scatter(1, top_idx, ~keep)     # (B, V)
         return scores.masked_fill(remove, -float("inf"))
 
 
+class NucleusSampler(FastTopP):
+    """FastTopP that also draws the next token, from the kept tokens of the top-`prefix` slice: a draw over a few
+    dozen entries instead of generate's draw over the whole vocabulary (14 % of a sampled token's time on the CPU
+    default). It returns 0 for the drawn token and -inf elsewhere, so generate runs greedy (do_sample False) and
+    takes it. The distribution is the nucleus's: the kept tokens' probabilities, renormalised, exactly as
+    generate would sample FastTopP's (or TopPLogitsWarper's) scores; rows the slice cannot decide draw over the
+    whole vocabulary after the full sort."""
+
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        decided = self.decide(scores)
+        if decided is None:
+            probs = TopPLogitsWarper(self.top_p)(input_ids, scores).float().softmax(dim=-1)   # (B, V)
+            token = torch.multinomial(probs, 1)                                               # (B, 1)
+        else:
+            top_probs, top_idx, keep = decided
+            token = top_idx.gather(1, torch.multinomial(top_probs * keep, 1))                 # (B, 1)
+        return torch.full_like(scores, -float("inf")).scatter(1, token, 0.0)
+
+
 def _warpers(temperature: float | None, top_k: int | None, top_p: float) -> LogitsProcessorList:
-    """temperature, top-k, then FastTopP: the order generate applies them in. top_k None: generate's own default
-    (50 in transformers 5)."""
+    """temperature, top-k, then the nucleus and the draw (NucleusSampler): the order generate applies them in.
+    top_k None: generate's own default (50 in transformers 5)."""
     if top_k is None:
         top_k = default_top_k()
     return LogitsProcessorList([TemperatureLogitsWarper(temperature or 1.0), *([TopKLogitsWarper(top_k)] if top_k else []),
-                                FastTopP(top_p)])
+                                NucleusSampler(top_p)])
 
 
 def sampling_processors(model, temperature: float, top_p: float) -> dict:
-    """generate() arguments that sample as temperature + the model's top-k + top_p would, with FastTopP for the
-    nucleus. The warpers are given as our own list (generate runs a custom list before the warpers it builds
-    itself), and generate's own are switched off."""
+    """generate() arguments that sample as temperature + the model's top-k + top_p would, the draw made by
+    NucleusSampler from the kept tokens. The warpers are given as our own list (generate runs it after the
+    processors it builds itself, e.g. min_new_tokens), and generate runs greedy on the drawn token."""
     warpers = _warpers(temperature, model.generation_config.top_k, top_p)
-    return {"temperature": 1.0, "top_k": 0, "top_p": 1.0, "logits_processor": warpers}
+    return {"do_sample": False, "temperature": None, "top_k": None, "top_p": None, "logits_processor": warpers}
 
 
 @contextmanager
 def fast_nucleus(model, generation_config):
     """While someone else's code samples with model.generate(generation_config=...) (TRL's GRPO): its temperature,
-    top-k and top-p run as our warper list with FastTopP, and come back as they were afterwards."""
+    top-k and top-p run as our warper list, NucleusSampler drawing the token, and come back as they were afterwards."""
     top_p = generation_config.top_p
     if not generation_config.do_sample or top_p is None or top_p >= 1.0:
         yield
         return
-    saved = {k: getattr(generation_config, k) for k in ("temperature", "top_k", "top_p")}
+    saved = {k: getattr(generation_config, k) for k in ("temperature", "top_k", "top_p", "do_sample")}
     warpers = _warpers(saved["temperature"], saved["top_k"], top_p)
     original = model.generate
     model.generate = lambda *args, **kwargs: original(*args, logits_processor=warpers, **kwargs)
-    generation_config.temperature, generation_config.top_k, generation_config.top_p = 1.0, 0, 1.0
+    generation_config.temperature, generation_config.top_k, generation_config.top_p = None, None, None
+    generation_config.do_sample = False          # NucleusSampler draws; generate takes its token
     try:
         yield
     finally:
@@ -208,8 +236,9 @@ def generate_ids(model, tokenizer, prompts: list[str], max_new_tokens: int, temp
                     add_special_tokens=adds_special_tokens(tokenizer, prompts)).to(model.device)
     with torch.autocast(model.device.type, dtype=torch.bfloat16, enabled=bf16), \
             sampling_weights(model, fold_lora, bf16):
-        sampling = {"temperature": None, "top_p": None} if greedy else sampling_processors(model, temperature, top_p)
-        gen = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=not greedy, eos_token_id=stop_ids,
+        sampling = ({"do_sample": False, "temperature": None, "top_p": None} if greedy
+                    else sampling_processors(model, temperature, top_p))
+        gen = model.generate(**enc, max_new_tokens=max_new_tokens, eos_token_id=stop_ids,
                              pad_token_id=tokenizer.pad_token_id, **sampling)
     model.train(was_training)
     completion_ids = gen[:, enc["input_ids"].shape[1]:]                                    # (B, T)

@@ -20,22 +20,73 @@ def test_fast_top_p_keeps_the_same_tokens_as_the_full_sort(top_p, sharpness):
     assert ours.sum(dim=1).min() >= 1
 
 
-def test_generation_samples_the_same_tokens_as_huggingface_top_p():
+@pytest.mark.parametrize("top_p", [0.5, 0.95])
+@pytest.mark.parametrize("sharpness", [0.3, 4.0])              # flat (the full-sort fallback) and peaked
+def test_the_nucleus_sampler_draws_from_exactly_the_nucleus_distribution(top_p, sharpness):
+    """What NucleusSampler draws from is softmax(TopPLogitsWarper(scores)): the kept tokens' probabilities,
+    renormalised; its output is 0 at one kept token and -inf elsewhere (generate's greedy step takes it); and the
+    frequencies of its draws match those probabilities."""
+    from common.generation import NucleusSampler
+
+    torch.manual_seed(0)
+    row = torch.randn(1, 300) * sharpness
+    ids = torch.zeros(1, 1, dtype=torch.long)
+    target = TopPLogitsWarper(top_p)(ids, row.clone()).softmax(dim=-1)[0]             # (V,)
+    sampler = NucleusSampler(top_p, prefix=64)
+    decided = sampler.decide(row)
+    if decided is not None:                                            # the slice's draw weights, over the vocabulary
+        top_probs, top_idx, keep = decided
+        weights = torch.zeros(300).scatter(0, top_idx[0], (top_probs * keep)[0])
+        assert torch.allclose(weights / weights.sum(), target, atol=1e-6)
+    assert (decided is None) == (sharpness == 0.3)                     # both paths are exercised
+    draws = 20_000
+    out = sampler(ids.expand(draws, 1), row.expand(draws, -1).clone())                # (N, V)
+    assert torch.equal(torch.isfinite(out).sum(dim=1), torch.ones(draws, dtype=torch.long))
+    tokens = out.argmax(dim=1)
+    assert bool((target[tokens] > 0).all())                            # only kept tokens are drawn
+    freq = torch.bincount(tokens, minlength=300).float() / draws
+    assert (freq - target).abs().max() < 0.015                         # 4+ standard errors at N = 20,000
+
+
+def test_generation_applies_temperature_top_k_and_top_p_as_huggingface_does():
+    """End to end through generate: with a nucleus that keeps only the most likely token after temperature and
+    top-k, our sampling path and transformers' own sampling must write the same tokens."""
     from common.generation import generate_ids, stop_token_ids
     from common.models import load_base_policy
 
     model, tok = load_base_policy("tiny:llama")
     prompts = ["Write a joke about a cactus:", "Funny text:"]
-    torch.manual_seed(7)
-    ours = generate_ids(model, tok, prompts, 12, 0.9, 0.8)["completion_ids"]
+    ours = generate_ids(model, tok, prompts, 12, 0.9, 1e-6)["completion_ids"]
     enc = tok(prompts, return_tensors="pt", padding=True)
-    torch.manual_seed(7)
-    theirs = model.generate(**enc, max_new_tokens=12, do_sample=True, temperature=0.9, top_p=0.8,
+    theirs = model.generate(**enc, max_new_tokens=12, do_sample=True, temperature=0.9, top_p=1e-6,
                             eos_token_id=stop_token_ids(model, tok), pad_token_id=tok.pad_token_id)
     theirs = theirs[:, enc["input_ids"].shape[1]:]
     n = min(ours.shape[1], theirs.shape[1])
     mask = ours[:, :n] != tok.pad_token_id
     assert torch.equal(ours[:, :n][mask], theirs[:, :n][mask])
+
+
+def test_a_sampled_first_token_follows_the_models_nucleus_distribution():
+    """One token for 4,000 copies of a prompt: its frequencies match softmax(top-p(top-k(logits / T))) of the
+    model's own next-token logits."""
+    from transformers import TemperatureLogitsWarper, TopKLogitsWarper
+
+    from common.generation import generate_ids
+    from common.models import load_base_policy
+
+    model, tok = load_base_policy("tiny:llama")
+    torch.manual_seed(11)
+    draws = 4000
+    ours = generate_ids(model, tok, ["Funny text:"] * draws, 1, 1.5, 0.9)["completion_ids"][:, 0]       # (N,)
+    with torch.no_grad():
+        logits = model(**tok(["Funny text:"], return_tensors="pt")).logits[:, -1].float()                 # (1, V)
+    ids = torch.zeros(1, 1, dtype=torch.long)
+    warped = TopPLogitsWarper(0.9)(ids, TopKLogitsWarper(model.generation_config.top_k or 50)(
+        ids, TemperatureLogitsWarper(1.5)(ids, logits)))
+    target = warped.softmax(dim=-1)[0]
+    freq = torch.bincount(ours, minlength=target.shape[0]).float() / draws
+    assert bool((target[ours] > 0).all())
+    assert (freq - target).abs().max() < 0.03                          # 4 standard errors at N = 4,000
 
 
 def test_fast_nucleus_changes_how_someone_elses_generate_samples_and_puts_everything_back():
@@ -48,14 +99,13 @@ def test_fast_nucleus_changes_how_someone_elses_generate_samples_and_puts_everyt
     enc = tok(["Write a joke about a cactus:"], return_tensors="pt")
     config = GenerationConfig(do_sample=True, temperature=0.9, top_p=0.8, max_new_tokens=6,
                               pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id)
-    torch.manual_seed(3)
+    config.top_p = 1e-6                    # a nucleus of one token: the same samples however they are drawn
     plain = model.generate(**enc, generation_config=config)
     with fast_nucleus(model, config):
-        assert (config.temperature, config.top_k, config.top_p) == (1.0, 0, 1.0)
-        torch.manual_seed(3)
+        assert (config.temperature, config.top_k, config.top_p, config.do_sample) == (None, None, None, False)
         fast = model.generate(**enc, generation_config=config)
-    assert torch.equal(plain, fast)                                   # the same samples, drawn the fast way
-    assert (config.temperature, config.top_p) == (0.9, 0.8) and "generate" not in vars(model)
+    assert torch.equal(plain, fast)                                   # the same tokens, drawn the fast way
+    assert (config.temperature, config.top_p, config.do_sample) == (0.9, 1e-6, True) and "generate" not in vars(model)
 
 
 def test_folded_lora_samples_the_policy_itself_and_puts_the_weights_back():
@@ -125,7 +175,7 @@ def test_bf16_sampling_weights_compute_what_autocast_computes_and_give_the_fp32_
         ours = generate_ids(model, tok, ["Funny text:"], 8, 1.0, 0.9, bf16=True, fold_lora=False)
         torch.manual_seed(5)
         with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
-            plain = model.generate(**tok(["Funny text:"], return_tensors="pt"), max_new_tokens=8, do_sample=True,
+            plain = model.generate(**tok(["Funny text:"], return_tensors="pt"), max_new_tokens=8,
                                    eos_token_id=stop_token_ids(model, tok), pad_token_id=tok.pad_token_id,
                                    **sampling_processors(model, 1.0, 0.9))
     assert torch.equal(ours["completion_ids"][0][ours["completion_mask"][0].bool()],
