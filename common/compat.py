@@ -9,6 +9,7 @@ internals are named here, the supported versions are checked when an entry point
   (SAMPLING_METHOD, SCORING_METHOD) and the metrics store it adds to (METRICS_ATTRIBUTE);
 - the log keys the alarms read (rl/monitor.py Alarms.read_keys; checked on a real run of each algorithm);
 - generate's default top-k and the processors it samples with (common/generation.py; a real run records them);
+- torch's private check for native bf16 on a CPU (cpu_has_native_bf16, behind the bf16 default);
 - the pre-tokenized pair columns RewardTrainer takes as they are (REWARD_TRAINER_COLUMNS);
 - a learning-rate scheduler's saved rates, rescaled when a resume is given a new rate (rescale_learning_rate).
 """
@@ -18,6 +19,7 @@ from __future__ import annotations
 import os
 from importlib.metadata import version
 
+import torch
 from transformers import GenerationConfig
 
 # package -> [lowest, first unsupported) release, as major.minor: the range the contract tests passed on
@@ -45,6 +47,11 @@ def check_versions(installed: dict[str, str] | None = None) -> None:
             raise ValueError(f"{package} {found} is outside the versions this project was checked against "
                              f"(>= {low}, < {high}): install the pinned requirements.txt, or set {ANY_VERSION_ENV}=1 "
                              f"to try it and run ./test.sh, whose contract tests name what changed")
+
+
+def cpu_has_native_bf16() -> bool:
+    """Whether this CPU multiplies bf16 natively (AVX512-BF16); without it bf16 autocast is emulated and slow."""
+    return torch.cpu._is_avx512_bf16_supported()
 
 
 def default_top_k() -> int | None:

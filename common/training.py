@@ -11,6 +11,8 @@ import torch
 from accelerate import PartialState
 from peft import LoraConfig
 
+from common.compat import cpu_has_native_bf16
+
 
 def set_seed(seed: int) -> None:
     random.seed(seed)
@@ -29,7 +31,7 @@ def use_bf16(setting: bool | None) -> bool:
     """The bf16 setting resolved: explicit, else a GPU or a CPU with native bf16 dot products (AVX512-BF16)."""
     if setting is not None:
         return setting
-    return torch.cuda.is_available() or torch.cpu._is_avx512_bf16_supported()
+    return torch.cuda.is_available() or cpu_has_native_bf16()
 
 
 def trainer_kwargs(config, stage_dir) -> dict:

@@ -68,3 +68,8 @@ def test_reward_trainer_trains_on_pre_tokenized_pairs_as_given(tmp_path):
     assert sorted(rows) == sorted(chosen + rejected)
     order = {tuple(ids): i for i, ids in enumerate(rows)}
     assert all(order[tuple(c)] < len(chosen) for c in chosen)          # the chosen half comes first
+
+
+def test_torch_says_whether_the_cpu_has_native_bf16():
+    from common.compat import cpu_has_native_bf16
+    assert isinstance(cpu_has_native_bf16(), bool)
