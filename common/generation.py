@@ -136,13 +136,19 @@ def sampling_processors(model, temperature: float, top_p: float) -> dict:
     return {"do_sample": False, "temperature": None, "top_k": None, "top_p": None, "logits_processor": warpers}
 
 
+# generate's warpers besides temperature, top-k and top-p, and the values that switch them off: with any of them on,
+# fast_nucleus leaves generate to sample as configured rather than drop them
+OTHER_WARPERS = {"min_p": None, "typical_p": 1.0, "epsilon_cutoff": 0.0, "eta_cutoff": 0.0, "top_h": None}
+
+
 @contextmanager
 def fast_nucleus(model, generation_config):
     """While someone else's code samples with model.generate(generation_config=...) (TRL's GRPO): its temperature,
     top-k and top-p run as our warper list, NucleusSampler drawing the token, and come back as they were afterwards."""
     top_p = generation_config.top_p
-    if not generation_config.do_sample or top_p is None or top_p >= 1.0:
-        yield
+    others = [name for name, neutral in OTHER_WARPERS.items() if getattr(generation_config, name, neutral) not in (None, neutral)]
+    if not generation_config.do_sample or top_p is None or top_p >= 1.0 or others:
+        yield                    # generate samples as configured (its other warpers are not ours to reproduce)
         return
     saved = {k: getattr(generation_config, k) for k in ("temperature", "top_k", "top_p", "do_sample")}
     warpers = _warpers(saved["temperature"], saved["top_k"], top_p)

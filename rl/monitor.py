@@ -61,7 +61,9 @@ class SamplingMonitor:
         # The nucleus runs as FastTopP (no sort of the whole vocabulary per token) unless vLLM samples, and the
         # LoRA is folded into the weights while sampling, with bf16 copies of the Linear weights under bf16 autocast
         # (both undone before the loss).
-        nucleus = contextlib.nullcontext() if self.args.use_vllm else fast_nucleus(self.model, self.generation_config)
+        # (TRL's paged generation calls generate_batch, not generate: it keeps TRL's own warpers)
+        plain = self.args.use_vllm or getattr(self.args, "use_transformers_paged", False)
+        nucleus = contextlib.nullcontext() if plain else fast_nucleus(self.model, self.generation_config)
         with torch.autocast(self.accelerator.device.type, dtype=torch.bfloat16, enabled=self.args.bf16), nucleus, \
                 sampling_weights(self.model, self.fold_lora, self.args.bf16 and self.fold_lora):
             return super()._generate(*args, **kwargs)

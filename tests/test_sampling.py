@@ -227,3 +227,19 @@ def test_sampling_that_raises_leaves_every_weight_and_setting_as_it_was(bf16):
             raise RuntimeError("boom")
     assert (config.temperature, config.top_k, config.top_p) == (0.7, 20, 0.9)
     assert model.generate == original and "generate" not in vars(model)
+
+
+@pytest.mark.parametrize("setting", [{"min_p": 0.05}, {"typical_p": 0.9}, {"do_sample": False}, {"top_p": 1.0}])
+def test_fast_nucleus_leaves_generate_alone_when_it_cannot_reproduce_the_configured_sampling(setting):
+    """A warper of generate's own beyond temperature / top-k / top-p (min_p, typical_p, ...) would be dropped by
+    our list: fast_nucleus then changes nothing, and generate samples as configured."""
+    from transformers import GenerationConfig
+
+    from common.generation import fast_nucleus
+    from common.models import load_base_policy
+
+    model, _ = load_base_policy("tiny:llama")
+    config = GenerationConfig(**{"do_sample": True, "temperature": 0.9, "top_p": 0.8, **setting})
+    before = config.to_dict()
+    with fast_nucleus(model, config):
+        assert config.to_dict() == before and "generate" not in vars(model)
