@@ -20,14 +20,18 @@ class TrainingDiverged(RuntimeError):
 
 def cli(main):
     """The console entry point of a stage or tool: main(argv) with user errors reported in one line (exit 2) and a
-    diverged training likewise (exit DIVERGED_EXIT)."""
+    diverged training likewise (exit DIVERGED_EXIT). Called without argv (a console command, `python rl/grpo.py`)
+    it reads sys.argv and returns None, since a console script exits with what its entry returns (a summary dict
+    would be printed and exit 1); called with argv it returns main's result."""
     def entry(argv: list[str] | None = None):
+        from_command_line = argv is None
         argv = list(sys.argv[1:] if argv is None else argv)
         debug = "--debug" in argv
         argv = [a for a in argv if a != "--debug"]
         try:
             check_versions()
-            return main(argv)
+            result = main(argv)
+            return None if from_command_line else result
         except (*USER_ERRORS, TrainingDiverged) as e:
             if debug:
                 raise

@@ -476,3 +476,15 @@ def test_a_task_row_with_both_a_headline_and_words_follows_one_rule_in_every_rea
     first, second = load_prompts([str(own)])
     assert (first.prompt_type, first.headline) == ("headline", 'Man says "hello')
     assert (second.prompt_type, second.words) == ("words", ("cactus", "lawsuit"))
+
+
+def test_a_console_command_exits_0_after_a_successful_run(tmp_path, monkeypatch):
+    """A console script does sys.exit(entry()): an entry returning its summary dict would print it and exit 1."""
+    from rl.grpo import entry
+    argv = ["--config", TINY, "--dry_run", "true", "--runs_dir", str(tmp_path)]
+    monkeypatch.setattr("sys.argv", ["humor-grpo", *argv])
+    assert entry() is None
+    with pytest.raises(SystemExit) as done:
+        raise SystemExit(entry())
+    assert done.value.code is None                                    # exit status 0
+    assert entry(argv)["stage"] == "grpo"                             # called with argv (tests, tools): the result
