@@ -61,7 +61,7 @@ def stage1(cfg: PGCLArgs, train: list[Pun], sft_dir: Path, stage1_dir: Path) -> 
         result = train_preferences(cfg, None, "pgcl stage 1", pairs, stage1_dir, str(resume) if resume else None,
                                    [sft_dir], cfg.stage1_max_steps or cfg.max_steps, start_clock(resume))
         summary = {"examples": len(pairs), "steps": result["steps"], "update_check": result["update_check"],
-                   "chosen_logp": trend(result["history"], "logps/chosen")}
+                   "chosen_logp": trend(result["history"], "logps/chosen"), "budget": result["budget"]}
         atomic_write_text(stage1_dir / "stage1.json", json.dumps(summary, indent=2, default=str))
     return json.loads((stage1_dir / "stage1.json").read_text())
 
@@ -107,7 +107,8 @@ def main(argv: list[str] | None = None) -> dict:
               f"weights moved (stage 2): {result['update_check']}"]
     headline = "pun structure ok " + " -> ".join(f"{k} {v['ok']:.2f}" for k, v in success.items())
     return finish_stage(out, "pgcl", {
-        "steps": result["steps"], "stage1": stage1_summary, "triples": len(triples), "structure_success": success,
+        "steps": result["steps"], "stage1": stage1_summary, "triples": len(triples), "budget": result["budget"],
+        "structure_success": success,
         "gold_weight": cfg.pgcl_gold_weight, "fail_weight": cfg.pgcl_fail_weight, "beta": cfg.beta,
         "chosen_logp": trend(result["history"], "logps/chosen"), "update_check": result["update_check"],
         "adapter_dir": str(out / "final")}, report, started, headline=headline)

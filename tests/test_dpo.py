@@ -209,6 +209,8 @@ def test_pgcl_runs_both_stages_and_reports_structure_success(run, tmp_path, monk
     assert all(v == {"word_present": 0.5, "ok": 0.5} for v in s["structure_success"].values())
     assert (tmp_path / "pgcl" / "structure_stage2.jsonl").is_file()
     assert s["stage1"]["examples"] == 8 and s["triples"] == 8 and s["update_check"]["weights_moved"]
+    for budget in (s["stage1"]["budget"], s["budget"]):             # every example fitted, none dropped unseen
+        assert budget["dropped"] == {} and "prompts_cut" in budget and "completions_cut" in budget
     assert calls[0] == ["sft"] and calls[-1] == ["sft", "stage1", "pgcl"]      # stage 2 samples use the whole chain
     triples = read_preferences(tmp_path / "pgcl" / "triples.swift.jsonl")
     assert all(len(e.completions) == 3 and e.completions[2] == "no pun here" for e in triples)
