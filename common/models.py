@@ -231,6 +231,19 @@ def locate(spec: str, flag: str) -> str:
     return spec
 
 
+def policy_path(spec: str) -> str:
+    """Where a policy spec's files are: a pkg: model's assembled folder, a local folder or a hub id."""
+    return str(resolve_packaged(spec)) if spec.startswith("pkg:") else locate(spec, "policy_model")
+
+
+def load_policy_tokenizer(spec: str):
+    """The policy's tokenizer without its weights (a dry run counts token budgets with it); the tiny model is
+    built whole, it takes a second."""
+    if spec.startswith("tiny:"):
+        return load_base_policy(spec)[1]
+    return AutoTokenizer.from_pretrained(policy_path(spec))
+
+
 def load_base_policy(spec: str, use_unsloth: bool = False, dtype: str = "fp32"):
     """(model, tokenizer) for a causal LM spec, with weights in `dtype` (fp32 | bf16 | fp16; fp32 on CPU, where
     bf16 autocast does the speed-up); through unsloth's FastLanguageModel (bf16, GPU only) when use_unsloth."""
@@ -244,7 +257,7 @@ def load_base_policy(spec: str, use_unsloth: bool = False, dtype: str = "fp32"):
     elif spec.startswith("tiny:"):
         raise ValueError(f"unknown tiny model '{spec}'; valid: tiny:llama")
     else:
-        path = str(resolve_packaged(spec)) if spec.startswith("pkg:") else locate(spec, "policy_model")
+        path = policy_path(spec)
         tokenizer = AutoTokenizer.from_pretrained(path)
         model = AutoModelForCausalLM.from_pretrained(path, dtype=DTYPES[dtype])
     if tokenizer.eos_token_id is None:

@@ -22,7 +22,7 @@ from pathlib import Path
 from common.accelerators import check_accelerators
 from common.cli import cli
 from common.config import parse_config
-from common.models import load_policy
+from common.models import load_policy, load_policy_tokenizer
 from common.rundir import dry_run, finish_stage, prepare_stage_dir, start_clock
 from common.stage_configs import DPOArgs
 from common.training import set_seed
@@ -43,7 +43,6 @@ from rl.preference import (
     FittedPair,
     PreferenceLoss,
     fit_pairs,
-    load_policy_tokenizer,
     sample_texts_for,
     train_preferences,
     trend,

@@ -23,13 +23,13 @@ from typing import Callable
 import torch
 from datasets import Dataset
 from peft import get_peft_model
-from transformers import AutoTokenizer, Trainer, TrainingArguments
+from transformers import Trainer, TrainingArguments
 from trl import DPOConfig, DPOTrainer
 
 from common.generation import adds_special_tokens, fit_prompt, sample_completions, stop_token_ids
 from common.io import write_jsonl
 from common.logprobs import token_logprobs
-from common.models import load_base_policy, load_policy, locate, resolve_packaged, save_stage_adapter
+from common.models import load_policy, save_stage_adapter
 from common.rundir import StageState
 from common.tb import tensorboard_callback
 from common.training import lora_config, trainer_config, use_bf16
@@ -81,15 +81,6 @@ class FittedPair:
     example: PreferenceExample
     prompt: str
     completions: tuple[str, ...]
-
-
-def load_policy_tokenizer(spec: str):
-    """The policy's tokenizer without its weights (a dry run counts the token budget with it); the tiny model is
-    built whole, it takes a second."""
-    if spec.startswith("tiny:"):
-        return load_base_policy(spec)[1]
-    path = str(resolve_packaged(spec)) if spec.startswith("pkg:") else locate(spec, "policy_model")
-    return AutoTokenizer.from_pretrained(path)
 
 
 def without_bos_text(tokenizer, prompt: str) -> str:
