@@ -550,7 +550,7 @@ class EvalArgs(PolicyToolArgs, StageArgs):
         "help": "Reference LM for perplexity: 'base' (the untrained policy model), any model spec, or None to skip."})
     arena_judge: str | None = field(default=None, metadata={
         "help": "The arena's judge (eval/arena.py): 'component:<name>' (a score the outputs carry), 'rm:<trained RM "
-                "dir>' or 'llm:<model>' (an instruct LM asked which of two jokes is funnier, both orders). Pick one "
+                "dir>' (several, comma-separated: their mean) or 'llm:<model>' (an instruct LM asked which of two jokes is funnier, both orders). Pick one "
                 "the RL stages did not train on. None: no arena."})
     arena_tie_margin: float = field(default=0.05, metadata={
         "help": "A battle is a tie when the judge's preference, averaged over both orders, is within this of 0.5."})

@@ -7,7 +7,7 @@
 
 Battles: two policies' outputs for the same prompt id (sample k against sample k) go to a judge that should not
 be the reward the policies trained on: a trained reward model of another data set, seed or backbone
-(`rm:<dir>`), a score column the outputs already carry (`component:<name>`), or an instruct LM asked which of two
+(`rm:<dir>`, or `rm:<dir>,<dir>,...` for the mean of an ensemble), a score column the outputs already carry (`component:<name>`), or an instruct LM asked which of two
 jokes is funnier (`llm:<model>`). Every battle is judged in both orders; the two verdicts are averaged, so a judge
 that always picks the first joke gives ties, and the share of battles whose two orders agree is reported as the
 judge's position consistency. A verdict within `arena_tie_margin` of 0.5 is a tie.
@@ -45,7 +45,7 @@ from common.stats import bootstrap_mean_ci, longer_first
 from data.preferences import load_votes, vote_counts
 from data.prompts import format_for_model
 from eval.metrics import best_of_rows, read_named_outputs
-from reward.model import HumorRewardModel, RankingRewardModel, load_scorer
+from reward.model import EnsembleRewardModel, HumorRewardModel, RankingRewardModel, load_scorer
 
 ELO_PER_NAT = 400 / math.log(10)      # Elo points per unit of log-strength (a 10x odds ratio is 400 points)
 ELO_MEAN = 1000.0
@@ -232,9 +232,18 @@ def component_scorer(cfg, name: str):
                      f"people's jokes; judge with rm:<dir> instead")
 
 
+def rm_judge_scorer(target: str, batch_size: int, max_length: int):
+    """The scorer behind an 'rm:' judge: one trained reward model directory, or several separated by commas (seeds,
+    data sets or backbones), averaged over their scores in (0, 1), each centred on its own training texts."""
+    dirs = [d.strip() for d in target.split(",") if d.strip()]
+    members = [load_scorer(d, batch_size, max_length) for d in dirs]
+    return members[0] if len(members) == 1 else EnsembleRewardModel(members, k=0.0)
+
+
 def load_judge(spec: str, cfg, outputs: dict[str, list[dict]]):
     """A judge from its spec: 'component:<name>' (a score the output rows carry), 'rm:<trained RM dir>' (any
-    objective) or 'llm:<model spec>' (a packaged model, a hub id or a local directory)."""
+    objective; several, comma-separated, for an ensemble) or 'llm:<model spec>' (a packaged model, a hub id or a
+    local directory)."""
     kind, _, target = spec.partition(":")
     if kind == "component":
         rows = [r for rows in outputs.values() for r in rows]
@@ -243,7 +252,7 @@ def load_judge(spec: str, cfg, outputs: dict[str, list[dict]]):
             raise ValueError(f"arena_judge {spec}: {missing} of {len(rows)} outputs carry no '{target}' score")
         return ScoreJudge(spec, precomputed={(r["prompt"], r["text"]): r[target] for r in rows})
     if kind == "rm":
-        return ScoreJudge(spec, load_scorer(target, cfg.rm_batch_size, cfg.rm_max_length))
+        return ScoreJudge(spec, rm_judge_scorer(target, cfg.rm_batch_size, cfg.rm_max_length))
     if kind == "llm":
         model, tokenizer = load_base_policy(target)
         return LLMJudge(spec, model, tokenizer)
@@ -418,8 +427,8 @@ def independence_note(spec: str, run_dir: Path) -> tuple[bool, str]:
     names, dirs = training_rewards(run_dir)
     if kind == "component" and target in names:
         return False, f"**The judge `{target}` is a reward the RL policies trained on: not an independent judge.**"
-    if kind == "rm" and Path(target).resolve() in dirs:
-        return False, "**The judge is a reward model the RL policies trained on: not an independent judge.**"
+    if kind == "rm" and any(Path(d.strip()).resolve() in dirs for d in target.split(",")):
+        return False, "**The judge is (or holds) a reward model the RL policies trained on: not an independent judge.**"
     return True, "The judge is not a reward the RL policies trained on."
 
 

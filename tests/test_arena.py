@@ -263,3 +263,34 @@ def test_chosen_rejected_files_read_as_decisive_votes(tmp_path):
     votes = read_votes(str(path))
     assert [(v.prompt, v.a, v.b, v.winner) for v in votes] == [("cactus, lawsuit", "The cactus sued.", "Cactus.", "a"),
                                                                ("tax", "My taxes left me.", "Tax.", "a")]
+
+
+@pytest.mark.e2e
+def test_an_rm_judge_of_several_directories_is_their_mean_and_names_a_trained_on_member(tmp_path):
+    """rm:<dir>,<dir>: the judge scores each joke by the mean of the members' centred scores (worked from each member
+    alone), and an ensemble holding the reward an RL stage trained on is flagged as not independent."""
+    import yaml
+
+    from common.stage_configs import EvalArgs
+    from eval.arena import independence_note, load_judge
+    from reward.model import RankingRewardModel
+    from reward.train_rm import main as train_rm
+
+    dirs = []
+    for seed in (1, 2):
+        train_rm(["--config", TINY, "--runs_dir", str(tmp_path), "--run_name", f"s{seed}", "--seed", str(seed),
+                  "--rm_objective", "pairwise", "--max_steps", "3"])
+        dirs.append(str(tmp_path / f"s{seed}" / "rm_pairwise" / "final"))
+    judge = load_judge("rm:" + ",".join(dirs), EvalArgs(), {})
+    texts = ["Local goat wins national award", "Local shop wins national award", "Cactus sues the desert"]
+    judge.prepare(["p"] * 3, texts, [""] * 3)
+    members = [RankingRewardModel(d).score(texts) for d in dirs]
+    assert members[0] != pytest.approx(members[1])                       # two seeds: two different scorers
+    assert [judge.scores[("p", t)] for t in texts] == pytest.approx(
+        [(a + b) / 2 for a, b in zip(*members)], abs=1e-6)
+    run_dir = tmp_path / "run"
+    (run_dir / "grpo").mkdir(parents=True)
+    (run_dir / "grpo" / "config.yaml").write_text(yaml.safe_dump(
+        {"reward_weights": {"words": {"rank_reward": 1.0}}, "ranking_model": dirs[1]}))
+    assert not independence_note("rm:" + ",".join(dirs), run_dir)[0]
+    assert independence_note(f"rm:{dirs[0]}", run_dir)[0]
