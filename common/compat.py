@@ -3,7 +3,7 @@
 A TRL or transformers release may rename a private method, a log key or a column without notice; what breaks then
 is silent (an alarm that never fires, sampling at the wrong temperature, a resume at the old learning rate). So the
 internals are named here, the supported versions are checked when an entry point starts, and the contract tests
-(tests/test_contracts.py, tests/test_online.py) fail on a release that changes one of them:
+(tests/common/test_contracts.py, tests/rl/test_online.py) fail on a release that changes one of them:
 
 - the online trainers' sampling and scoring steps, which rl/monitor.py's SamplingMonitor overrides
   (SAMPLING_METHOD, SCORING_METHOD) and the metrics store it adds to (METRICS_ATTRIBUTE);

@@ -21,8 +21,8 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-CONSTRUCTION = "tests/test_construction.py"
-PPO, PRESETS, RANKING = "tests/test_ppo.py", "tests/test_presets.py", "tests/test_ranking.py"
+CONSTRUCTION = "tests/pipeline/test_construction.py"
+PPO, PRESETS, RANKING = "tests/rl/test_ppo.py", "tests/pipeline/test_presets.py", "tests/reward/test_ranking.py"
 
 # (name, file, snippet, replacement, tests that must fail)
 MUTATIONS = [
@@ -43,7 +43,7 @@ MUTATIONS = [
      [f"{CONSTRUCTION}::test_preference_trainer_loss_equals_the_pure_loss_on_the_same_logprobs"]),
     ("gae ignores lambda", "rl/ppo.py",
      "next_advantage = delta + gamma * gae_lambda * next_advantage", "next_advantage = delta + gamma * next_advantage",
-     ["tests/test_ppo.py::test_gae_terminal_reward_only_by_hand"]),
+     ["tests/rl/test_ppo.py::test_gae_terminal_reward_only_by_hand"]),
     ("seed formula's repetition weight with its sign flipped", "common/stage_configs.py",
      '"repetition_penalty": -0.15}', '"repetition_penalty": 0.15}',
      [f"{CONSTRUCTION}::test_the_seed_formula_on_a_repetitive_text_by_hand"]),
@@ -67,16 +67,16 @@ MUTATIONS = [
      [f"{CONSTRUCTION}::test_long_prompts_keep_their_end_in_every_stage"]),
     ("dpop penalty on the wrong log-prob (the seed's formula)", "rl/losses.py",
      "chosen_drop = torch.clamp(ref_chosen - pi_chosen, min=0.0)", "chosen_drop = torch.clamp(pi_rejected - pi_chosen, min=0.0)",
-     ["tests/test_dpo.py"]),
+     ["tests/rl/test_dpo.py"]),
     ("lora left folded after sampling", "common/generation.py",
      "            for layer in layers:\n                layer.unmerge()", "            for layer in layers:\n                pass",
-     ["tests/test_sampling.py::test_folded_lora_samples_the_policy_itself_and_puts_the_weights_back"]),
+     ["tests/common/test_sampling.py::test_folded_lora_samples_the_policy_itself_and_puts_the_weights_back"]),
     ("graded pairs ignore the source's scale", "data/grades.py",
      "gap = min_gap * (scale[1] - scale[0])", "gap = min_gap",
-     ["tests/test_ranking.py::test_pairs_from_ungrouped_grades_keep_the_order_and_the_margin"]),
+     ["tests/reward/test_ranking.py::test_pairs_from_ungrouped_grades_keep_the_order_and_the_margin"]),
     ("rating rmse on the 0-1 scale", "reward/train_rm.py",
      "(lo + (hi - lo) * p - g) ** 2", "(p - g) ** 2",
-     ["tests/test_ranking.py::test_rating_rmse_maps_the_score_back_onto_the_sources_scale"]),
+     ["tests/reward/test_ranking.py::test_rating_rmse_maps_the_score_back_onto_the_sources_scale"]),
     # a second round: bugs that once passed every test (signs, masks, a missing finally, a constant, a field left out)
     ("ppo kl penalty with policy and reference swapped", "rl/ppo.py",
      'kl_penalized_rewards(scores, old["logprobs"], ref["logprobs"], mask, kl.beta)',
@@ -100,11 +100,11 @@ MUTATIONS = [
      "    try:\n        yield len(layers)\n    finally:\n        with torch.no_grad():\n            for layer in layers:\n"
      "                layer.unmerge()",
      "    yield len(layers)\n    with torch.no_grad():\n        for layer in layers:\n            layer.unmerge()",
-     ["tests/test_sampling.py::test_sampling_that_raises_leaves_every_weight_and_setting_as_it_was"]),
+     ["tests/common/test_sampling.py::test_sampling_that_raises_leaves_every_weight_and_setting_as_it_was"]),
     ("bf16 weight copies left in place when sampling raises", "common/generation.py",
      "    try:\n        yield len(params)\n    finally:\n        for p, data in zip(params, saved):\n            p.data = data",
      "    yield len(params)\n    for p, data in zip(params, saved):\n        p.data = data",
-     ["tests/test_sampling.py::test_sampling_that_raises_leaves_every_weight_and_setting_as_it_was"]),
+     ["tests/common/test_sampling.py::test_sampling_that_raises_leaves_every_weight_and_setting_as_it_was"]),
     ("coverage without the same-first-letter guard", "data/text.py",
      "token == required or (token[0] == required[0] and _lemma", "token == required or (_lemma",
      [f"{CONSTRUCTION}::test_coverage_matches_whole_words_and_their_inflections"]),
@@ -126,10 +126,10 @@ MUTATIONS = [
      [f"{RANKING}::test_normalised_grades_span_exactly_0_to_1_over_each_sources_documented_scale"]),
     ("a changed learning rate passes a resume", "common/rundir.py",
      '"output_dir", "runs_dir", "run_name"}', '"output_dir", "runs_dir", "run_name", "learning_rate"}',
-     ["tests/test_never_lose.py::test_resuming_with_any_training_setting_changed_is_refused"]),
+     ["tests/common/test_never_lose.py::test_resuming_with_any_training_setting_changed_is_refused"]),
     ("TRL samples at temperature 1 under the fast nucleus", "common/generation.py",
      "warpers = _warpers(saved[\"temperature\"], saved[\"top_k\"], top_p)", "warpers = _warpers(1.0, saved[\"top_k\"], top_p)",
-     ["tests/test_online.py::test_each_online_algorithm_trains_through_the_seam_and_logs_what_the_alarms_read[grpo]"]),
+     ["tests/rl/test_online.py::test_each_online_algorithm_trains_through_the_seam_and_logs_what_the_alarms_read[grpo]"]),
 ]
 
 

@@ -12,7 +12,7 @@ from common.models import load_base_policy
 from common.stage_configs import PPOArgs, RewardArgs
 from common.training import lora_config
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def perturbed_policy(seed: int = 0):

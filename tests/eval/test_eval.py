@@ -13,7 +13,7 @@ from common.stage_configs import EvalArgs
 from eval.generate import main as generate
 from eval.metrics import perplexity, summarize
 
-TINY = str(Path(__file__).resolve().parents[1] / "configs" / "tiny.yaml")
+TINY = str(Path(__file__).resolve().parents[2] / "configs" / "tiny.yaml")
 
 
 def test_eval_compares_base_sft_grpo_on_the_same_prompts(run):

@@ -9,7 +9,7 @@ import pytest
 
 from tests.conftest import TINY
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 DIE_IN_SAVE = """
 import os, sys

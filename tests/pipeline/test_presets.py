@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 PRESETS = sorted(str(p) for p in (ROOT / "configs").glob("gpu_*.yaml"))
 
 

@@ -12,7 +12,7 @@ from data.loaders import (
     split_prompts,
 )
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def write(path, text):

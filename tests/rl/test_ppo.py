@@ -161,7 +161,7 @@ def test_post_eos_tokens_are_masked_from_generation_and_every_loss():
 
 
 def test_ppo_run_moves_policy_and_value_head_and_logs_everything(run):
-    from tests.test_pipeline import scalars
+    from tests.pipeline.test_pipeline import scalars
 
     run_dir, s = run
     p = s["ppo"]

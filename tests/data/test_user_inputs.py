@@ -74,7 +74,7 @@ def test_missing_reward_module_names_the_file(tmp_path):
 def test_own_reward_component_trains_grpo_and_is_logged_and_scored(run, reward_file, tmp_path):
     from reward.score import main as score_main
     from rl.grpo import main as grpo
-    from tests.test_pipeline import scalars
+    from tests.pipeline.test_pipeline import scalars
 
     run_dir, _ = run
     weights = "{headline: {rm_reward: 1.0, exclamation_penalty: -1.0}, words: {coverage_reward: 1.0, short_bonus: 0.2}}"

@@ -167,7 +167,7 @@ def test_our_tokenization_matches_trls_dpo_trainer(tmp_path):
 
 
 def test_dpo_and_dpop_runs_log_the_chosen_logprob_and_move_the_lora(run):
-    from tests.test_pipeline import scalars
+    from tests.pipeline.test_pipeline import scalars
 
     run_dir, s = run
     summaries = {loss: s[loss] for loss in ("dpo", "dpop")}

@@ -1,6 +1,6 @@
 """Contract tests with TRL and transformers (common/compat.py): each fails on a release that changes an internal the
 project relies on, instead of the project going quietly wrong. The sampling temperature / top-p and the log keys
-the alarms read are checked on real runs in tests/test_online.py."""
+the alarms read are checked on real runs in tests/rl/test_online.py."""
 
 import inspect
 

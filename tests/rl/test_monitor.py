@@ -9,7 +9,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from common.stage_configs import GRPOArgs
 from rl.monitor import Alarms, generation_stats
 
-TINY = str(Path(__file__).resolve().parents[1] / "configs" / "tiny.yaml")
+TINY = str(Path(__file__).resolve().parents[2] / "configs" / "tiny.yaml")
 
 
 def fire(alarms: Alarms, logs: dict, step: int) -> list[str]:

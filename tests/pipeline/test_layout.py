@@ -12,7 +12,7 @@ from common.config import parse_config
 from common.stage_configs import DPOArgs, GRPOArgs, PGCLArgs, PPOArgs, SFTArgs
 from common.stages import POLICY_STAGES, SECTIONS, STAGES
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 # bottom to top; a package may import its own layer's package and the ones below, never above or beside
 LAYERS = {"data": 0, "common": 1, "reward": 2, "sft": 3, "rl": 3, "eval": 4}
 LAZY_OK = {"unsloth", "vllm", "deepspeed", "matplotlib"}     # optional or heavy: imported where they are used
