@@ -25,7 +25,7 @@ from pathlib import Path
 import yaml
 
 from common.stage_configs import check_ranges
-from common.stages import SECTIONS
+from common.stages import SECTION_PARENTS, SECTIONS
 
 
 def _field_types(cls) -> dict[str, object]:
@@ -70,7 +70,7 @@ def trainer_fields(cls) -> set[str]:
 
 def read_preset(path: str | Path, stage: str, cls) -> tuple[dict, dict]:
     """(our fields, TRL settings) a preset gives one stage: shared keys its dataclass (or its trainer's config)
-    knows, then its own section."""
+    knows, then its parent's section (SECTION_PARENTS), then its own."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"config file not found: {path}")
@@ -90,17 +90,19 @@ def read_preset(path: str | Path, stage: str, cls) -> tuple[dict, dict]:
             values[key] = value
         elif key in trainer:
             trainer_values[key] = value
-    section = raw.get(stage) or {}
-    if not isinstance(section, dict):
-        raise ValueError(f"{path}: section '{stage}' must be a mapping")
-    for key, value in section.items():
-        if key in fields:
-            values[key] = value
-        elif key in trainer:
-            trainer_values[key] = value
-        else:
-            raise ValueError(f"{path}: unknown key '{key}' in section '{stage}'; valid: {sorted(fields)}"
-                             + (f" or any field of {cls.trainer_config.__name__}" if trainer else ""))
+    parent = [SECTION_PARENTS[stage]] if stage in SECTION_PARENTS else []
+    for name in parent + [stage]:                     # the parent's section, then its own
+        section = raw.get(name) or {}
+        if not isinstance(section, dict):
+            raise ValueError(f"{path}: section '{name}' must be a mapping")
+        for key, value in section.items():
+            if key in fields:
+                values[key] = value
+            elif key in trainer:
+                trainer_values[key] = value
+            else:
+                raise ValueError(f"{path}: unknown key '{key}' in section '{name}'; valid: {sorted(fields)}"
+                                 + (f" or any field of {cls.trainer_config.__name__}" if trainer else ""))
     for section_name in raw:
         if section_name in SECTIONS and not isinstance(raw[section_name] or {}, dict):
             raise ValueError(f"{path}: section '{section_name}' must be a mapping")

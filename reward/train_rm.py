@@ -205,8 +205,8 @@ def train_ranking(cfg: RMArgs) -> dict:
 
 def main(argv: list[str] | None = None) -> dict:
     cfg = parse_config(RMArgs, "rm", argv)
-    if cfg.rm_objective != "classify":
-        return train_ranking(cfg)
+    if cfg.rm_objective != "classify":       # a ranking RM reads the rm section, then its own (rm_pairwise, rm_rating)
+        return train_ranking(parse_config(RMArgs, cfg.stage_name, argv))
     # 1. data: labeled texts, stratified held-out split
     rows = load_labeled(cfg.labeled_sources, cfg.data_dir, cfg.langs, cfg.max_rows_per_source, cfg.seed)
     if cfg.dry_run:

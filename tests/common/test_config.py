@@ -12,6 +12,25 @@ def test_preset_shared_keys_section_and_overrides(tmp_path):
     assert isinstance(cfg.learning_rate, float)
 
 
+def test_a_ranking_rm_reads_the_rm_section_then_its_own_and_the_classifier_only_rms(tmp_path):
+    from reward.train_rm import main as train_rm
+
+    f = tmp_path / "p.yaml"
+    f.write_text("run_name: r\nmax_rows_per_source: 50\nrm:\n  max_steps: 150\n  batch_size: 16\n"
+                 "rm_pairwise:\n  max_steps: 600\n  max_rows_per_source: null\n")
+    classifier = train_rm(["--config", str(f), "--dry_run", "true"])["config"]
+    pairwise = train_rm(["--config", str(f), "--rm_objective", "pairwise", "--dry_run", "true"])["config"]
+    rating = train_rm(["--config", str(f), "--rm_objective", "rating", "--dry_run", "true"])["config"]
+    assert (classifier["max_steps"], classifier["batch_size"], classifier["max_rows_per_source"]) == (150, 16, 50)
+    assert (pairwise["max_steps"], pairwise["batch_size"], pairwise["max_rows_per_source"]) == (600, 16, None)
+    assert (rating["max_steps"], rating["max_rows_per_source"]) == (150, 50)
+    over = train_rm(["--config", str(f), "--rm_objective", "pairwise", "--max_steps", "3", "--dry_run", "true"])
+    assert over["config"]["max_steps"] == 3                               # the command line still wins
+    f.write_text("rm_pairwise:\n  kl_beta: 0.1\n")
+    with pytest.raises(ValueError, match="unknown key 'kl_beta' in section 'rm_pairwise'"):
+        train_rm(["--config", str(f), "--rm_objective", "pairwise", "--dry_run", "true"])
+
+
 def test_unknown_keys_are_errors(tmp_path):
     f = tmp_path / "typo.yaml"
     f.write_text("learnin_rate: 1\n")
