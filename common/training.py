@@ -4,6 +4,7 @@ arguments and the LoRA adapter."""
 from __future__ import annotations
 
 import dataclasses
+import math
 import random
 
 import numpy as np
@@ -32,6 +33,25 @@ def use_bf16(setting: bool | None) -> bool:
     if setting is not None:
         return setting
     return torch.cuda.is_available() or cpu_has_native_bf16()
+
+
+def planned_steps(config, examples: int) -> int:
+    """The optimizer steps a Trainer stage will take on `examples` training rows on one device: max_steps, or with
+    epochs set, that many passes (a share of one rounds up, as the Trainer does), accumulation counted.
+
+    >>> from types import SimpleNamespace as S
+    >>> planned_steps(S(epochs=0.64, max_steps=150, batch_size=16, trainer_args={}), 15007)   # 938 batches a pass
+    601
+    >>> planned_steps(S(epochs=0.64, max_steps=150, batch_size=16, trainer_args={}), 31)      # the shipped sample
+    2
+    >>> planned_steps(S(epochs=None, max_steps=150, batch_size=16, trainer_args={}), 31)
+    150
+    """
+    if not config.epochs:
+        return config.max_steps
+    accumulation = int((config.trainer_args or {}).get("gradient_accumulation_steps", 1))
+    per_epoch = max(1, math.ceil(examples / config.batch_size) // accumulation)
+    return math.ceil(config.epochs * per_epoch)
 
 
 def trainer_kwargs(config, stage_dir) -> dict:

@@ -32,7 +32,7 @@ from common.rundir import StageState, dry_run, finish_stage, prepare_stage_dir, 
 from common.stage_configs import RMArgs
 from common.stats import bootstrap_mean_ci, longer_first
 from common.tb import log_scalars, tensorboard_callback
-from common.training import set_seed, trainer_config
+from common.training import planned_steps, set_seed, trainer_config
 from common.update_check import UpdateSentinel, classifier_probe, score_probe
 from data.annotate import annotated_prompt_by_text, annotations_of
 from data.grades import load_graded, pairs_from_grades, votes_source
@@ -131,7 +131,9 @@ def train_ranking(cfg: RMArgs) -> dict:
     stage = cfg.stage_name
     sources, pairs, graded, held_out, themes = ranking_data(cfg)
     if cfg.dry_run:
+        size = len(pairs) if cfg.rm_objective == "pairwise" else len(graded)
         return dry_run(cfg, stage, rm_objective=cfg.rm_objective, train_pairs=len(pairs), graded_train=len(graded),
+                       steps=planned_steps(cfg, size),
                        sources={s.name: {"lang": s.lang, "train": len(s.train), "held_out": len(s.held_out),
                                          "held_out_pairs": len(held_out[s.name]["pairs"])} for s in sources})
     set_seed(cfg.seed)
