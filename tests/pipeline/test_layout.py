@@ -98,7 +98,8 @@ def test_every_stage_entry_point_parses_its_own_config_section():
             by_objective = stage.name.startswith("rm_") and "parse_config(RMArgs, cfg.stage_name, argv)" in source
             assert own or by_objective, stage.name
         assert SECTIONS[stage.section] is stage.config
-    assert POLICY_STAGES == ("sft", "grpo", "rloo", "ppo", "dpo", "dpop", "pgcl")
+    # a new algorithm's row joins these without an edit here (one module + one row in common/stages.py)
+    assert {"sft", "grpo", "rloo", "ppo", "dpo", "dpop", "pgcl"} <= set(POLICY_STAGES) and POLICY_STAGES[0] == "sft"
 
 
 @pytest.mark.parametrize("cls, section, flag", [
