@@ -45,7 +45,7 @@ from common.stats import bootstrap_mean_ci, longer_first
 from data.preferences import load_votes, vote_counts
 from data.prompts import format_for_model
 from eval.metrics import best_of_rows, read_named_outputs
-from reward.model import EnsembleRewardModel, HumorRewardModel, RankingRewardModel, load_scorer
+from reward.model import RM_META, EnsembleRewardModel, HumorRewardModel, RankingRewardModel, load_scorer
 
 ELO_PER_NAT = 400 / math.log(10)      # Elo points per unit of log-strength (a 10x odds ratio is 400 points)
 ELO_MEAN = 1000.0
@@ -432,6 +432,29 @@ def independence_note(spec: str, run_dir: Path) -> tuple[bool, str]:
     return True, "The judge is not a reward the RL policies trained on."
 
 
+def judge_model_dirs(spec: str, cfg) -> list[Path]:
+    """The trained reward model directories behind a judge: the run's RM for component:rank_reward / rm_reward,
+    each directory of rm:<dir>,...; none for an LLM or a score the outputs carry without a model."""
+    kind, _, target = spec.partition(":")
+    if kind == "component":
+        return {"rank_reward": [cfg.ranking_model_dir()], "rm_reward": [cfg.reward_model_dir()]}.get(target, [])
+    return [Path(d.strip()) for d in target.split(",") if d.strip()] if kind == "rm" else []
+
+
+def sample_note(spec: str, cfg) -> str:
+    """A warning when the judge learnt from the shipped test sample rather than from people's choices at scale
+    (a reward model trained without --data_dir or votes): its leaderboard then shows the arena working, not what
+    people prefer."""
+    for directory in judge_model_dirs(spec, cfg):
+        meta = directory / RM_META
+        if meta.is_file() and json.loads(meta.read_text(encoding="utf-8")).get("trained_on_sample"):
+            return (f"**The judge ({directory}) learnt from the few pairs shipped for tests, not from people's "
+                    f"choices at scale: this leaderboard shows the arena working, not which policy people prefer. "
+                    f"Train the preference RM with --data_dir (Humicroedit) or --vote_sources for a judge worth "
+                    f"reading.**")
+    return ""
+
+
 def check_against_people(cfg, judge) -> tuple[dict, list[str]]:
     """The judge against every votes source of cfg.arena_votes (at most arena_max_votes of each, seeded)."""
     kind, _, name = cfg.arena_judge.partition(":")
@@ -459,7 +482,9 @@ def run_arena(cfg, outputs: dict[str, list[dict]], out_dir: Path, report_dir: Pa
     t0 = time.time()
     result = arena(entrants, judge, cfg.arena_tie_margin, cfg.arena_bootstrap, cfg.seed)
     independent, note = independence_note(cfg.arena_judge, cfg.run_dir())
-    result.update(judge_independent=independent, seconds=round(time.time() - t0, 1),
+    warning = sample_note(cfg.arena_judge, cfg)
+    note = f"{note} {warning}" if warning else note
+    result.update(judge_independent=independent, judge_trained_on_sample=bool(warning), seconds=round(time.time() - t0, 1),
                   best_of={name: {"n": cfg.samples_per_prompt, "rank_by": cfg.rank_by} for name in cfg.arena_best_of})
     lines = arena_markdown(result, "plots/arena.png", note)
     if cfg.arena_votes:

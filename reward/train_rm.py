@@ -178,7 +178,8 @@ def train_ranking(cfg: RMArgs) -> dict:
         (directory / RM_META).write_text(json.dumps(
             {"backbone": cfg.rm_backbone, "objective": cfg.rm_objective, "center": center, "scale": scale,
              "with_prompt": cfg.with_prompt, "max_length": cfg.max_length, "graded_sources": [s.name for s in sources],
-             "langs": sorted({s.lang for s in sources})}, indent=2))
+             "langs": sorted({s.lang for s in sources}), "trained_on_sample": not cfg.data_dir and not cfg.vote_sources},
+            indent=2))
 
     save_atomically(out / "final", save)
     where = "" if cfg.data_dir else " (the shipped sample: a slice of the training rows, for tests only)"

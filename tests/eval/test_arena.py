@@ -294,3 +294,21 @@ def test_an_rm_judge_of_several_directories_is_their_mean_and_names_a_trained_on
         {"reward_weights": {"words": {"rank_reward": 1.0}}, "ranking_model": dirs[1]}))
     assert not independence_note("rm:" + ",".join(dirs), run_dir)[0]
     assert independence_note(f"rm:{dirs[0]}", run_dir)[0]
+
+
+def test_a_judge_that_learnt_from_the_shipped_sample_is_flagged_and_one_from_people_is_not(tmp_path):
+    from common.stage_configs import EvalArgs
+    from eval.arena import sample_note
+
+    cfg = EvalArgs(run_name="r", runs_dir=str(tmp_path))
+    for name, sample in (("sample_rm", True), ("people_rm", False)):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "humor_rm.json").write_text(json.dumps({"objective": "pairwise", "trained_on_sample": sample}))
+    assert "not from people's choices" in sample_note(f"rm:{tmp_path / 'sample_rm'}", cfg)
+    assert sample_note(f"rm:{tmp_path / 'people_rm'}", cfg) == ""
+    assert "not from people's choices" in sample_note(f"rm:{tmp_path / 'people_rm'},{tmp_path / 'sample_rm'}", cfg)
+    run_rm = tmp_path / "r" / "rm_pairwise" / "final"             # component:rank_reward is the run's preference RM
+    run_rm.mkdir(parents=True)
+    (run_rm / "humor_rm.json").write_text(json.dumps({"objective": "pairwise", "trained_on_sample": True}))
+    assert "not from people's choices" in sample_note("component:rank_reward", cfg)
+    assert sample_note("component:length_reward", cfg) == "" and sample_note("llm:pkg:gemma-3-270m", cfg) == ""
