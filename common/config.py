@@ -148,7 +148,10 @@ def parse_config(cls, stage: str, argv: list[str] | None = None, own: argparse.A
     for f in dataclasses.fields(cls):
         if f.init:
             bare = {"nargs": "?", "const": "true"} if _is_bool(fields[f.name]) else {}
-            parser.add_argument(f"--{f.name}", default=argparse.SUPPRESS, help=f.metadata.get("help", ""), **bare)
+            allowed = f.metadata.get("range")
+            text = f.metadata.get("help", "") + (f" (must be {allowed})" if allowed else "")
+            # argparse %-formats help: a literal % ("95 % intervals") would break --help
+            parser.add_argument(f"--{f.name}", default=argparse.SUPPRESS, help=text.replace("%", "%%"), **bare)
     args, rest = parser.parse_known_args(argv)
     args = {k: v for k, v in vars(args).items() if k in fields or k == "config"}     # the rest is the tool's
     config_path = args.pop("config", None)

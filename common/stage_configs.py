@@ -2,6 +2,10 @@
 
 Shared groups (run/data, policy, reward) are small base classes; each stage's `*Args` combines the groups it
 uses and adds its own optimisation settings. YAML presets in `configs/` set these fields by name.
+
+Each field keeps what a reader needs beside it: type, default, `metadata["help"]` (the --help text) and, for a
+numeric field, `metadata["range"]` (a `Range`), which `check_ranges` enforces before a stage loads anything and
+--help shows.
 """
 
 from __future__ import annotations
@@ -13,6 +17,32 @@ from typing import ClassVar
 
 from transformers import TrainingArguments
 from trl import DPOConfig, GRPOConfig, SFTConfig
+
+
+@dataclass(frozen=True)
+class Range:
+    """The allowed values of a numeric field: low <= v <= high (None: unbounded), an open end excluding its bound."""
+    low: float
+    high: float | None = None
+    low_open: bool = False
+    high_open: bool = False
+
+    def __contains__(self, value) -> bool:
+        above = value > self.low if self.low_open else value >= self.low
+        below = self.high is None or (value < self.high if self.high_open else value <= self.high)
+        return above and below
+
+    def __str__(self) -> str:
+        if self.high is None:
+            return f"{'>' if self.low_open else '>='} {self.low}"
+        return f"in {'(' if self.low_open else '['}{self.low}, {self.high}{')' if self.high_open else ']'}"
+
+
+# Ranges many fields share (a field's own range is its metadata's "range")
+_AT_LEAST_1 = Range(1)
+_NON_NEGATIVE = Range(0)
+_POSITIVE = Range(0, low_open=True)
+_SHARE = Range(0, 1)
 
 SEED_REWARD_WEIGHTS = {
     # the seed authors' formula. A *_penalty gets a negative weight.
@@ -42,7 +72,8 @@ class RunArgs:
 
     run_name: str = field(default="default", metadata={"help": "Name of the run: outputs go to <runs_dir>/<run_name>/<stage>/."})
     runs_dir: str = field(default="runs", metadata={"help": "Parent directory of all runs."})
-    seed: int = field(default=42, metadata={"help": "Seed for data splits, initialisation and sampling."})
+    seed: int = field(default=42, metadata={
+        "help": "Seed for data splits, initialisation and sampling.", "range": _NON_NEGATIVE})
 
     def run_dir(self) -> Path:
         return Path(self.runs_dir) / self.run_name
@@ -74,7 +105,8 @@ class DataArgs:
     data_dir: str | None = field(default=None, metadata={"help": "Directory holding the real data sets (../shared/data layout). "
                                  "Needed by every source except 'sample' and 'demo', which ship with the project."})
     langs: list[str] = field(default_factory=lambda: ["en"], metadata={"help": "Languages to keep from the sources (en, zh, es)."})
-    max_rows_per_source: int | None = field(default=None, metadata={"help": "Keep at most this many rows of each source (seeded sample). None: all."})
+    max_rows_per_source: int | None = field(default=None, metadata={
+        "help": "Keep at most this many rows of each source (seeded sample). None: all.", "range": _AT_LEAST_1})
 
 
 @dataclass
@@ -96,7 +128,8 @@ class PromptArgs:
         "help": "Task prompt sets (RL prompts, held-out evaluation prompts): sample, demo (shipped), mwahaha_test, "
                 "mwahaha_dev (--data_dir), or your own file / dataset: a headline, or two words (words as a list or "
                 "'a, b', or word1 + word2), optional id and lang; {path: F, columns: {...}} maps column names."})
-    eval_prompts: int = field(default=8, metadata={"help": "Prompts held out of training for evaluation samples (stop rate, examples)."})
+    eval_prompts: int = field(default=8, metadata={
+        "help": "Prompts held out of training for evaluation samples (stop rate, examples).", "range": _NON_NEGATIVE})
 
 
 @dataclass
@@ -114,9 +147,9 @@ class PolicyArgs:
 class LoRAArgs:
     """The LoRA adapter a training stage adds to the policy."""
 
-    lora_r: int = field(default=16, metadata={"help": "LoRA rank."})
-    lora_alpha: int = field(default=32, metadata={"help": "LoRA alpha (scale = alpha / r)."})
-    lora_dropout: float = field(default=0.05, metadata={"help": "LoRA dropout."})
+    lora_r: int = field(default=16, metadata={"help": "LoRA rank.", "range": _AT_LEAST_1})
+    lora_alpha: int = field(default=32, metadata={"help": "LoRA alpha (scale = alpha / r).", "range": _POSITIVE})
+    lora_dropout: float = field(default=0.05, metadata={"help": "LoRA dropout.", "range": Range(0, 1, high_open=True)})
     lora_target_modules: str | list[str] = field(default="all-linear", metadata={"help": "Modules that get LoRA adapters (PEFT syntax)."})
 
 
@@ -124,10 +157,14 @@ class LoRAArgs:
 class SamplingArgs:
     """How the policy samples completions."""
 
-    max_new_tokens: int = field(default=128, metadata={"help": "Longest completion sampled; a completion that reaches it did not stop (no EOS)."})
-    temperature: float = field(default=0.9, metadata={"help": "Sampling temperature (seeds: 0.8-0.95)."})
-    top_p: float = field(default=0.95, metadata={"help": "Nucleus sampling mass."})
-    max_prompt_tokens: int = field(default=128, metadata={"help": "Prompts are truncated on the left to this many tokens."})
+    max_new_tokens: int = field(default=128, metadata={
+        "help": "Longest completion sampled; a completion that reaches it did not stop (no EOS).",
+        "range": _AT_LEAST_1})
+    temperature: float = field(default=0.9, metadata={
+        "help": "Sampling temperature (seeds: 0.8-0.95).", "range": _POSITIVE})
+    top_p: float = field(default=0.95, metadata={"help": "Nucleus sampling mass.", "range": Range(0, 1, low_open=True)})
+    max_prompt_tokens: int = field(default=128, metadata={
+        "help": "Prompts are truncated on the left to this many tokens.", "range": _AT_LEAST_1})
     bf16: bool | None = field(default=None, metadata={
         "help": "bf16 autocast for training and sampling (weights stay fp32). None: on for a GPU and for a CPU with "
                 "AVX512-BF16 (1.5-2x faster there, see bench/), off otherwise."})
@@ -152,8 +189,10 @@ class RewardModelArgs:
                 "and wins battles with it, sweeps put it on the Pareto front, PGCL ranks y* by it. None: the model "
                 "component the reward weights use (rm_reward, else rank_reward, else ensemble_reward; rm_reward "
                 "without weights)."})
-    rm_batch_size: int = field(default=32, metadata={"help": "Texts per reward-model forward pass."})
-    rm_max_length: int = field(default=256, metadata={"help": "Reward-model input truncation, in its own tokens."})
+    rm_batch_size: int = field(default=32, metadata={
+        "help": "Texts per reward-model forward pass.", "range": _AT_LEAST_1})
+    rm_max_length: int = field(default=256, metadata={
+        "help": "Reward-model input truncation, in its own tokens.", "range": _AT_LEAST_1})
 
     ranking_model: str | None = field(default=None, metadata={
         "help": "Trained ranking reward model (train_rm.py --rm_objective pairwise|rating) behind the component "
@@ -163,7 +202,9 @@ class RewardModelArgs:
         "help": "Trained humor classifiers (2 or more: other seeds or backbones) behind the components "
                 "ensemble_reward (mean - ensemble_k * std of their P(humor)) and ensemble_std (their disagreement)."})
     ensemble_k: float = field(default=1.0, metadata={
-        "help": "Weight of the members' std in ensemble_reward: 0 = their mean; larger = more caution where they disagree."})
+        "help": "Weight of the members' std in ensemble_reward: 0 = their mean; larger = more caution where they "
+                "disagree.",
+        "range": _NON_NEGATIVE})
 
     def reward_model_dir(self) -> Path:
         return Path(self.reward_model) if self.reward_model else Path(self.runs_dir) / self.run_name / "rm" / "final"
@@ -177,14 +218,16 @@ class TextCheckArgs:
     """When a text counts as repetitive, drifted or gibberish: one rule for the RL monitor, evaluation, submission
     checks and the PGCL structure check."""
 
-    repetition_ngram: int = field(default=3, metadata={"help": "n of the n-grams counted by repetition_penalty (words; characters for zh)."})
+    repetition_ngram: int = field(default=3, metadata={
+        "help": "n of the n-grams counted by repetition_penalty (words; characters for zh).", "range": _AT_LEAST_1})
     repetition_threshold: float = field(default=0.20, metadata={
-        "help": "A text is repetitive when repetition_penalty exceeds this (repetition rate, PGCL's pun check)."})
+        "help": "A text is repetitive when repetition_penalty exceeds this (repetition rate, PGCL's pun check).",
+        "range": _SHARE})
     drift_threshold: float = field(default=0.05, metadata={
         "help": "A text has drifted out of its language's script when script_drift_penalty exceeds this (drift rate, "
-                "submission check)."})
+                "submission check).", "range": _SHARE})
     gibberish_threshold: float = field(default=0.10, metadata={
-        "help": "A text is gibberish when gibberish_penalty exceeds this (gibberish rate)."})
+        "help": "A text is gibberish when gibberish_penalty exceeds this (gibberish rate).", "range": _SHARE})
 
 
 @dataclass
@@ -230,10 +273,13 @@ class RewardArgs(TextCheckArgs, RewardModelArgs):
 class TrainArgs:
     """Optimisation settings every training stage uses."""
 
-    learning_rate: float = field(default=2e-4, metadata={"help": "Peak learning rate."})
-    max_steps: int = field(default=20, metadata={"help": "Optimizer steps (ignored when epochs is set)."})
-    batch_size: int = field(default=8, metadata={"help": "Examples per optimizer step (per device)."})
-    save_steps: int = field(default=50, metadata={"help": "Write a checkpoint every N steps (the run resumes from the last one)."})
+    learning_rate: float = field(default=2e-4, metadata={"help": "Peak learning rate.", "range": _NON_NEGATIVE})
+    max_steps: int = field(default=20, metadata={
+        "help": "Optimizer steps (ignored when epochs is set).", "range": _AT_LEAST_1})
+    batch_size: int = field(default=8, metadata={
+        "help": "Examples per optimizer step (per device).", "range": _AT_LEAST_1})
+    save_steps: int = field(default=50, metadata={
+        "help": "Write a checkpoint every N steps (the run resumes from the last one).", "range": _AT_LEAST_1})
 
 
 @dataclass
@@ -244,9 +290,10 @@ class TrainerArgs(TrainArgs):
     trainer_config: ClassVar[type] = TrainingArguments
     trainer_aliases: ClassVar[dict[str, str]] = {"per_device_train_batch_size": "batch_size", "num_train_epochs": "epochs"}
 
-    epochs: float | None = field(default=None, metadata={"help": "Passes over the training data instead of max_steps (seed SFT: 3)."})
-    logging_steps: int = field(default=1, metadata={"help": "Log to TensorBoard every N steps."})
-    warmup_steps: int = field(default=0, metadata={"help": "Linear warm-up steps."})
+    epochs: float | None = field(default=None, metadata={
+        "help": "Passes over the training data instead of max_steps (seed SFT: 3).", "range": _POSITIVE})
+    logging_steps: int = field(default=1, metadata={"help": "Log to TensorBoard every N steps.", "range": _AT_LEAST_1})
+    warmup_steps: int = field(default=0, metadata={"help": "Linear warm-up steps.", "range": _NON_NEGATIVE})
     trainer_args: dict = field(default_factory=dict, metadata={
         "help": "Fields of the stage's TRL / transformers config under their own names (gradient_accumulation_steps, "
                 "lr_scheduler_type, report_to, scale_rewards, ...): set them as flags or preset keys directly; they "
@@ -268,7 +315,8 @@ class SFTArgs(TrainerArgs, UnslothArgs, LabeledDataArgs, PromptArgs, PolicyStage
         "help": "Annotated jokes (sft/annotate.py's annotations.jsonl, or its folder; 'annotate': this run's) as "
                 "demonstrations of both prompt types: headline -> joke and two words -> joke."})
 
-    max_length: int = field(default=256, metadata={"help": "Prompt + joke tokens; longer examples are truncated."})
+    max_length: int = field(default=256, metadata={
+        "help": "Prompt + joke tokens; longer examples are truncated.", "range": _AT_LEAST_1})
 
 
 @dataclass
@@ -282,9 +330,13 @@ class RMArgs(TrainerArgs, LabeledDataArgs, DataArgs, StageArgs, RunArgs):
     annotations: list[str] = field(default_factory=list, metadata={
         "help": "With with_prompt: annotated jokes (annotations.jsonl or its folder; 'annotate': this run's) whose "
                 "headline prompt pairs with the joke, instead of a two-words prompt built from the joke."})
-    test_size: float = field(default=0.1, metadata={"help": "Stratified held-out share for accuracy/precision/recall/F1/ROC-AUC."})
-    max_length: int = field(default=128, metadata={"help": "Classifier input truncation in tokens."})
-    eval_batch_size: int = field(default=64, metadata={"help": "Batch size for held-out evaluation."})
+    test_size: float = field(default=0.1, metadata={
+        "help": "Stratified held-out share for accuracy/precision/recall/F1/ROC-AUC.",
+        "range": Range(0, 1, low_open=True, high_open=True)})
+    max_length: int = field(default=128, metadata={
+        "help": "Classifier input truncation in tokens.", "range": _AT_LEAST_1})
+    eval_batch_size: int = field(default=64, metadata={
+        "help": "Batch size for held-out evaluation.", "range": _AT_LEAST_1})
     rm_objective: str = field(default="classify", metadata={
         "help": "classify: humor / not humor on the labeled sources (P(humor), stage dir rm/); pairwise: "
                 "Bradley-Terry on which of two texts is funnier (TRL RewardTrainer; human pairs plus pairs of graded "
@@ -302,7 +354,7 @@ class RMArgs(TrainerArgs, LabeledDataArgs, DataArgs, StageArgs, RunArgs):
                 "reported like a graded source. Decisive votes train; ties and 'neither' are counted."})
     pair_min_grade_gap: float = field(default=0.15, metadata={
         "help": "pairwise: pairs derived from graded texts need grades this far apart, as a share of the source's "
-                "scale (0.15: 0.45 of Humicroedit's 0-3, 1.65 of r/Jokes' 0-11)."})
+                "scale (0.15: 0.45 of Humicroedit's 0-3, 1.65 of r/Jokes' 0-11).", "range": Range(0, 1)})
 
     def __post_init__(self):
         if self.rm_objective not in ("classify", "pairwise", "rating"):
@@ -321,18 +373,23 @@ class AlarmArgs:
     """Thresholds of the RL alarms (rl/monitor.py): the signatures of reward hacking and silent failure."""
 
     alarm_min_dist2: float = field(default=0.35, metadata={
-        "help": "Repetition alarm: batch Dist-2 below this while the RM score is above its first value."})
+        "help": "Repetition alarm: batch Dist-2 below this while the RM score is above its first value.",
+        "range": _SHARE})
     alarm_max_drift_rate: float = field(default=0.0, metadata={
-        "help": "Script-drift alarm: share of completions with letters outside the language's script above this."})
+        "help": "Script-drift alarm: share of completions with letters outside the language's script above this.",
+        "range": _SHARE})
     alarm_max_clipped_ratio: float = field(default=0.5, metadata={
-        "help": "No-EOS alarm: share of completions cut at max_new_tokens above this."})
-    alarm_max_kl: float = field(default=1.0, metadata={"help": "KL alarm: KL to the reference above this."})
+        "help": "No-EOS alarm: share of completions cut at max_new_tokens above this.", "range": _SHARE})
+    alarm_max_kl: float = field(default=1.0, metadata={
+        "help": "KL alarm: KL to the reference above this.", "range": _NON_NEGATIVE})
     alarm_max_zero_std: float = field(default=0.75, metadata={
-        "help": "No-signal alarm: share of groups whose completions all got the same reward above this."})
+        "help": "No-signal alarm: share of groups whose completions all got the same reward above this.",
+        "range": _SHARE})
     alarm_stop: bool = field(default=False, metadata={
         "help": "Stop training (after saving a checkpoint) when an alarm fires, instead of only warning."})
     log_samples_steps: int = field(default=5, metadata={
-        "help": "Write sample completions with their component scores to TensorBoard text every N steps (0: never)."})
+        "help": "Write sample completions with their component scores to TensorBoard text every N steps (0: never).",
+        "range": _NON_NEGATIVE})
 
 
 @dataclass
@@ -354,7 +411,7 @@ class RLArgs:
     kl_beta: float = field(default=0.04, metadata={
         "help": "Weight of the per-token KL to the SFT reference (GRPO: in the loss, 0 loads no reference; PPO: the "
                 "penalty -beta * (log pi - log pi_ref) in the reward, its initial value when kl_target is set). Too "
-                "small lets the policy collapse onto a reward hack, too large stops learning."})
+                "small lets the policy collapse onto a reward hack, too large stops learning.", "range": _NON_NEGATIVE})
     balance_prompt_types: bool = field(default=True, metadata={
         "help": "Repeat the rarer prompt type (word prompts in MWAHAHA) so RL sees both types equally often."})
     gold_reward_model: str | None = field(default=None, metadata={
@@ -362,7 +419,8 @@ class RLArgs:
                 "directory of a trained reward model (a classifier, or a ranking RM of other data or seed) or a "
                 "component the weights leave out (rank_reward, ensemble_reward) -- that scores held-out samples every "
                 "gold_eval_steps steps beside the proxy (the training composite). None: no watch."})
-    gold_eval_steps: int = field(default=0, metadata={"help": "Steps between gold evaluations (0: never)."})
+    gold_eval_steps: int = field(default=0, metadata={
+        "help": "Steps between gold evaluations (0: never).", "range": _NON_NEGATIVE})
 
 
 @dataclass
@@ -378,9 +436,11 @@ class GRPOArgs(TrainerArgs, UnslothArgs, RLStageArgs):
     trainer_aliases: ClassVar[dict[str, str]] = {**TrainerArgs.trainer_aliases, "beta": "kl_beta",
                                                  "max_completion_length": "max_new_tokens"}
 
-    num_generations: int = field(default=4, metadata={"help": "Group size G: completions per prompt."})
+    num_generations: int = field(default=4, metadata={
+        "help": "Group size G: completions per prompt.", "range": Range(2)})
     loss_type: str = field(default="dapo", metadata={"help": "TRL GRPO loss aggregation: grpo, dapo, dr_grpo, bnpo."})
-    epsilon: float = field(default=0.2, metadata={"help": "PPO-style clip range of the importance ratio."})
+    epsilon: float = field(default=0.2, metadata={
+        "help": "PPO-style clip range of the importance ratio.", "range": _POSITIVE})
     use_vllm: bool = field(default=False, metadata={
         "help": "Generate with vLLM (TRL's use_vllm, colocated on the training GPU). GPU only; requirements-gpu.txt."})
 
@@ -398,22 +458,34 @@ class PPOArgs(TrainArgs, RLStageArgs):
     """PPO (rl/ppo.py) of the SFT policy: text-level composite reward at the last token, per-token KL to the SFT
     reference, a value head on the policy's hidden states, GAE, clipped policy and value losses."""
 
-    max_steps: int = field(default=20, metadata={"help": "PPO iterations: one rollout, then ppo_epochs passes over it."})
-    batch_size: int = field(default=8, metadata={"help": "Completions sampled per rollout (one per prompt)."})
-    minibatch_size: int = field(default=4, metadata={"help": "Completions per optimizer step inside an iteration."})
-    ppo_epochs: int = field(default=2, metadata={"help": "Passes over each rollout."})
+    max_steps: int = field(default=20, metadata={
+        "help": "PPO iterations: one rollout, then ppo_epochs passes over it.", "range": _AT_LEAST_1})
+    batch_size: int = field(default=8, metadata={
+        "help": "Completions sampled per rollout (one per prompt).", "range": _AT_LEAST_1})
+    minibatch_size: int = field(default=4, metadata={
+        "help": "Completions per optimizer step inside an iteration.", "range": _AT_LEAST_1})
+    ppo_epochs: int = field(default=2, metadata={"help": "Passes over each rollout.", "range": _AT_LEAST_1})
     kl_target: float | None = field(default=None, metadata={
-        "help": "Adaptive KL controller (Ziegler et al. 2019): target sequence KL (nats). None: beta stays fixed."})
-    kl_horizon: int = field(default=10000, metadata={"help": "Adaptive KL controller horizon, in sampled completions."})
-    gamma: float = field(default=1.0, metadata={"help": "Discount over completion tokens (1: the joke is one episode)."})
-    gae_lambda: float = field(default=0.95, metadata={"help": "GAE lambda: 1 = Monte Carlo returns, 0 = one-step TD."})
-    clip_range: float = field(default=0.2, metadata={"help": "Clip range of the policy's probability ratio."})
-    clip_range_value: float = field(default=0.2, metadata={"help": "Clip range of the value prediction around the rollout's."})
-    vf_coef: float = field(default=0.1, metadata={"help": "Weight of the value loss in the total loss."})
-    entropy_coef: float = field(default=0.0, metadata={"help": "Weight of the entropy bonus (0: entropy only logged)."})
+        "help": "Adaptive KL controller (Ziegler et al. 2019): target sequence KL (nats). None: beta stays fixed.",
+        "range": _POSITIVE})
+    kl_horizon: int = field(default=10000, metadata={
+        "help": "Adaptive KL controller horizon, in sampled completions.", "range": _AT_LEAST_1})
+    gamma: float = field(default=1.0, metadata={
+        "help": "Discount over completion tokens (1: the joke is one episode).", "range": _SHARE})
+    gae_lambda: float = field(default=0.95, metadata={
+        "help": "GAE lambda: 1 = Monte Carlo returns, 0 = one-step TD.", "range": _SHARE})
+    clip_range: float = field(default=0.2, metadata={
+        "help": "Clip range of the policy's probability ratio.", "range": _POSITIVE})
+    clip_range_value: float = field(default=0.2, metadata={
+        "help": "Clip range of the value prediction around the rollout's.", "range": _POSITIVE})
+    vf_coef: float = field(default=0.1, metadata={
+        "help": "Weight of the value loss in the total loss.", "range": _NON_NEGATIVE})
+    entropy_coef: float = field(default=0.0, metadata={
+        "help": "Weight of the entropy bonus (0: entropy only logged).", "range": _NON_NEGATIVE})
     whiten_advantages: bool = field(default=True, metadata={"help": "Normalize advantages to mean 0, std 1 over each rollout's tokens."})
-    value_learning_rate: float | None = field(default=None, metadata={"help": "Learning rate of the value head. None: learning_rate."})
-    max_grad_norm: float = field(default=1.0, metadata={"help": "Gradient clipping norm."})
+    value_learning_rate: float | None = field(default=None, metadata={
+        "help": "Learning rate of the value head. None: learning_rate.", "range": _NON_NEGATIVE})
+    max_grad_norm: float = field(default=1.0, metadata={"help": "Gradient clipping norm.", "range": _POSITIVE})
 
     def __post_init__(self):
         RewardArgs.__post_init__(self)
@@ -431,12 +503,15 @@ class PreferenceArgs(TrainerArgs, FromSFTArgs, PolicyStageArgs):
 
     trainer_config: ClassVar[type] = DPOConfig
 
-    beta: float = field(default=0.5, metadata={"help": "Preference beta (seed: 0.5)."})
-    max_length: int = field(default=256, metadata={"help": "Prompt + completion tokens; longer sequences are truncated."})
+    beta: float = field(default=0.5, metadata={"help": "Preference beta (seed: 0.5).", "range": _POSITIVE})
+    max_length: int = field(default=256, metadata={
+        "help": "Prompt + completion tokens; longer sequences are truncated.", "range": _AT_LEAST_1})
     pun_sources: list[str] = field(default_factory=lambda: ["sample"], metadata={
         "help": "Puns for PGCL and preference_source 'puns': sample, chinesepun, pun2pun."})
-    self_samples: int = field(default=4, metadata={"help": "Own samples per prompt for 'self' pairs and pun examples."})
-    self_prompts: int = field(default=64, metadata={"help": "Prompts sampled for 'self' pairs and pun examples."})
+    self_samples: int = field(default=4, metadata={
+        "help": "Own samples per prompt for 'self' pairs and pun examples.", "range": _AT_LEAST_1})
+    self_prompts: int = field(default=64, metadata={
+        "help": "Prompts sampled for 'self' pairs and pun examples.", "range": _AT_LEAST_1})
 
 
 @dataclass
@@ -452,18 +527,22 @@ class DPOArgs(RewardArgs, PromptArgs, PreferenceArgs):
                 "structure check), 'puns' (gold pun vs own structure failure), or a file / dataset of pairs in TRL "
                 "(prompt, chosen, rejected; standard or conversational), ms-swift or LLaMA-Factory (ShareGPT or "
                 "alpaca) shape, JSONL or a JSON array; system prompts and history are kept."})
-    max_pairs: int | None = field(default=512, metadata={"help": "Use at most this many examples (seeded sample). None: all."})
-    min_grade_gap: float = field(default=0.0, metadata={"help": "Humicroedit: drop pairs whose mean grades differ by less."})
-    min_score_gap: float = field(default=0.05, metadata={"help": "'self' pairs: drop pairs whose composite rewards differ by less."})
-    dpop_lambda: float = field(default=0.5, metadata={"help": "DPOP lambda (seed: 0.5; >= 5 destroyed fluency in their runs)."})
+    max_pairs: int | None = field(default=512, metadata={
+        "help": "Use at most this many examples (seeded sample). None: all.", "range": _AT_LEAST_1})
+    min_grade_gap: float = field(default=0.0, metadata={
+        "help": "Humicroedit: drop pairs whose mean grades differ by less.", "range": _NON_NEGATIVE})
+    min_score_gap: float = field(default=0.05, metadata={
+        "help": "'self' pairs: drop pairs whose composite rewards differ by less.", "range": _NON_NEGATIVE})
+    dpop_lambda: float = field(default=0.5, metadata={
+        "help": "DPOP lambda (seed: 0.5; >= 5 destroyed fluency in their runs).", "range": _NON_NEGATIVE})
     min_completion_tokens: int = field(default=8, metadata={
         "help": "A pair whose prompt (cut on the left to max_prompt_tokens) leaves fewer tokens of max_length than "
                 "this for a completion that needs them is dropped (and counted): a few tokens of each answer are no "
-                "preference to learn."})
+                "preference to learn.", "range": _AT_LEAST_1})
     max_dropped_share: float = field(default=0.1, metadata={
         "help": "Refuse to train when more than this share of the pairs does not fit max_length (no room for a "
                 "completion, or chosen and rejected identical once cut); 1.0 accepts any loss. Pairs left out by "
-                "langs or max_pairs are counted but do not count here."})
+                "langs or max_pairs are counted but do not count here.", "range": _SHARE})
 
     def __post_init__(self):
         RewardArgs.__post_init__(self)
@@ -477,12 +556,17 @@ class PGCLArgs(TextCheckArgs, RewardModelArgs, PreferenceArgs):
     """The two-stage pun curriculum PGCL (rl/pgcl.py): stage 1 DPO of gold puns over the policy's
     own structure failures, stage 2 the three-way humor loss against the stage-1 model."""
 
-    pgcl_gold_weight: float = field(default=1.0, metadata={"help": "PGCL stage 2: weight of -log s(r(gold) - r(y*))."})
+    pgcl_gold_weight: float = field(default=1.0, metadata={
+        "help": "PGCL stage 2: weight of -log s(r(gold) - r(y*)).", "range": _NON_NEGATIVE})
     pgcl_fail_weight: float = field(default=0.5, metadata={
-        "help": "PGCL stage 2: weight of -log s(r(y*) - r(fail)) (the curriculum's gamma; the seed authors' code put gamma on the gold term)."})
-    stage1_max_steps: int | None = field(default=None, metadata={"help": "PGCL stage 1 steps. None: max_steps."})
+        "help": "PGCL stage 2: weight of -log s(r(y*) - r(fail)) (the curriculum's gamma; the seed authors' code put "
+                "gamma on the gold term).",
+        "range": _NON_NEGATIVE})
+    stage1_max_steps: int | None = field(default=None, metadata={
+        "help": "PGCL stage 1 steps. None: max_steps.", "range": _AT_LEAST_1})
     structure_eval_prompts: int = field(default=16, metadata={
-        "help": "Held-out pun prompts sampled before and after each stage for the structure success rate."})
+        "help": "Held-out pun prompts sampled before and after each stage for the structure success rate.",
+        "range": _AT_LEAST_1})
 
     def __post_init__(self):
         self.rm_component = self.rm_component or "rm_reward"     # PGCL has no reward weights to take it from
@@ -497,16 +581,22 @@ class AnnotateArgs(LabeledDataArgs, DataArgs, StageArgs, RunArgs):
         "help": "The annotator: a pkg: model on CPU, a hub id or a folder on GPU (the seeds: Qwen/Qwen2.5-7B-Instruct)."})
     model_dtype: str = field(default="fp32", metadata={"help": "Weights of the annotator: fp32, bf16 or fp16."})
     max_jokes: int | None = field(default=None, metadata={
-        "help": "Annotate at most this many humor rows (seeded sample of the labeled sources). None: all."})
-    batch_size: int = field(default=8, metadata={"help": "Jokes annotated together (one generation batch)."})
-    max_new_tokens: int = field(default=96, metadata={"help": "Longest answer; a JSON answer needs about 40 tokens."})
-    max_prompt_tokens: int = field(default=512, metadata={"help": "Instructions are cut on the left to this many tokens."})
+        "help": "Annotate at most this many humor rows (seeded sample of the labeled sources). None: all.",
+        "range": _AT_LEAST_1})
+    batch_size: int = field(default=8, metadata={
+        "help": "Jokes annotated together (one generation batch).", "range": _AT_LEAST_1})
+    max_new_tokens: int = field(default=96, metadata={
+        "help": "Longest answer; a JSON answer needs about 40 tokens.", "range": _AT_LEAST_1})
+    max_prompt_tokens: int = field(default=512, metadata={
+        "help": "Instructions are cut on the left to this many tokens.", "range": _AT_LEAST_1})
     greedy: bool = field(default=True, metadata={"help": "Decode the first attempt greedily (False: sample it too)."})
     retry_temperature: float = field(default=0.7, metadata={
         "help": "Sampling temperature of the retries (and of the first attempt when greedy is off): a greedy retry "
-                "would repeat itself."})
-    top_p: float = field(default=0.95, metadata={"help": "Nucleus mass when sampling."})
-    max_retries: int = field(default=2, metadata={"help": "Retries of a rejected answer before it is counted by reason."})
+                "would repeat itself.", "range": _POSITIVE})
+    top_p: float = field(default=0.95, metadata={
+        "help": "Nucleus mass when sampling.", "range": Range(0, 1, low_open=True)})
+    max_retries: int = field(default=2, metadata={
+        "help": "Retries of a rejected answer before it is counted by reason.", "range": _NON_NEGATIVE})
     headline_window: dict = field(default_factory=lambda: {"zh": [10, 40], "en": [3, 20], "es": [3, 20]}, metadata={
         "help": "Per language, [lo, hi] headline length (characters for zh, as the seeds' 10-40; words for en/es)."})
     use_vllm: bool = field(default=False, metadata={"help": "Generate with vLLM (GPU only, requirements-gpu.txt)."})
@@ -521,8 +611,10 @@ class ScoreArgs(RewardArgs, RunArgs):
 class PolicyToolArgs(RewardArgs, SamplingArgs, PolicyArgs, PromptArgs, DataArgs, RunArgs):
     """What the tools that sample a trained policy share (generate, evaluate, submit, export, sweeps)."""
 
-    samples_per_prompt: int = field(default=1, metadata={"help": "Completions sampled per prompt."})
-    gen_batch_size: int = field(default=8, metadata={"help": "Sequences generated together (left-padded)."})
+    samples_per_prompt: int = field(default=1, metadata={
+        "help": "Completions sampled per prompt.", "range": _AT_LEAST_1})
+    gen_batch_size: int = field(default=8, metadata={
+        "help": "Sequences generated together (left-padded).", "range": _AT_LEAST_1})
     rank_by: str = field(default="total", metadata={
         "help": "Select-best (generate/submit --best_of N, the arena's best-of-N rows): the score that picks a "
                 "sample, 'total' (the composite) or any reward component, weighted or not (rank_reward for a "
@@ -553,15 +645,17 @@ class EvalArgs(PolicyToolArgs, StageArgs):
                 "dir>' (several, comma-separated: their mean) or 'llm:<model>' (an instruct LM asked which of two jokes is funnier, both orders). Pick one "
                 "the RL stages did not train on. None: no arena."})
     arena_tie_margin: float = field(default=0.05, metadata={
-        "help": "A battle is a tie when the judge's preference, averaged over both orders, is within this of 0.5."})
+        "help": "A battle is a tie when the judge's preference, averaged over both orders, is within this of 0.5.",
+        "range": Range(0, 0.5, high_open=True)})
     arena_bootstrap: int = field(default=200, metadata={
-        "help": "Bootstrap rounds over prompts for the arena ratings' 95 % intervals."})
+        "help": "Bootstrap rounds over prompts for the arena ratings' 95 % intervals.", "range": _AT_LEAST_1})
     arena_votes: list = field(default_factory=list, metadata={
         "help": "People's side-by-side votes to check the arena's judge against: files of {prompt or theme, a, b, "
                 "winner: a | b | tie | none} rows (JSONL, a JSON array, CSV; a path or {path, columns, lang}), or "
                 "'humicroedit' (task-2 dev under --data_dir, ties kept)."})
     arena_max_votes: int = field(default=500, metadata={
-        "help": "At most this many votes of each arena_votes source are judged (a seeded sample)."})
+        "help": "At most this many votes of each arena_votes source are judged (a seeded sample).",
+        "range": _AT_LEAST_1})
     arena_best_of: list[str] = field(default_factory=list, metadata={
         "help": "Policies to also enter in the arena as best-of-N: per prompt, the one of their samples_per_prompt "
                 "samples that rank_by scores highest (among those with both required words)."})
@@ -579,57 +673,6 @@ class EvalArgs(PolicyToolArgs, StageArgs):
                              f"got {self.samples_per_prompt}")
 
 
-@dataclass(frozen=True)
-class Range:
-    """The allowed values of a numeric field: low <= v <= high (None: unbounded), an open end excluding its bound."""
-    low: float
-    high: float | None = None
-    low_open: bool = False
-    high_open: bool = False
-
-    def __contains__(self, value) -> bool:
-        above = value > self.low if self.low_open else value >= self.low
-        below = self.high is None or (value < self.high if self.high_open else value <= self.high)
-        return above and below
-
-    def __str__(self) -> str:
-        if self.high is None:
-            return f"{'>' if self.low_open else '>='} {self.low}"
-        return f"in {'(' if self.low_open else '['}{self.low}, {self.high}{')' if self.high_open else ']'}"
-
-
-# The range of every numeric field, checked by check_ranges before a stage loads anything.
-_AT_LEAST_1 = Range(1)
-_NON_NEGATIVE = Range(0)
-_POSITIVE = Range(0, low_open=True)
-_SHARE = Range(0, 1)
-RANGES = {
-    "max_dropped_share": _SHARE, "min_completion_tokens": _AT_LEAST_1,
-    "arena_tie_margin": Range(0, 0.5, high_open=True), "arena_bootstrap": _AT_LEAST_1, "arena_max_votes": _AT_LEAST_1,
-    "seed": _NON_NEGATIVE, "max_rows_per_source": _AT_LEAST_1, "eval_prompts": _NON_NEGATIVE,
-    "lora_r": _AT_LEAST_1, "lora_alpha": _POSITIVE, "lora_dropout": Range(0, 1, high_open=True),
-    "max_new_tokens": _AT_LEAST_1, "temperature": _POSITIVE, "top_p": Range(0, 1, low_open=True),
-    "max_prompt_tokens": _AT_LEAST_1, "rm_batch_size": _AT_LEAST_1, "rm_max_length": _AT_LEAST_1,
-    "repetition_ngram": _AT_LEAST_1, "repetition_threshold": _SHARE, "drift_threshold": _SHARE,
-    "gibberish_threshold": _SHARE, "learning_rate": _NON_NEGATIVE, "max_steps": _AT_LEAST_1,
-    "batch_size": _AT_LEAST_1, "save_steps": _AT_LEAST_1, "epochs": _POSITIVE, "logging_steps": _AT_LEAST_1,
-    "warmup_steps": _NON_NEGATIVE, "max_length": _AT_LEAST_1, "test_size": Range(0, 1, low_open=True, high_open=True),
-    "eval_batch_size": _AT_LEAST_1, "alarm_min_dist2": _SHARE, "alarm_max_drift_rate": _SHARE,
-    "alarm_max_clipped_ratio": _SHARE, "alarm_max_kl": _NON_NEGATIVE, "alarm_max_zero_std": _SHARE,
-    "log_samples_steps": _NON_NEGATIVE, "kl_beta": _NON_NEGATIVE, "num_generations": Range(2),
-    "epsilon": _POSITIVE, "minibatch_size": _AT_LEAST_1, "ppo_epochs": _AT_LEAST_1, "kl_target": _POSITIVE,
-    "kl_horizon": _AT_LEAST_1, "gamma": _SHARE, "gae_lambda": _SHARE, "clip_range": _POSITIVE,
-    "clip_range_value": _POSITIVE, "vf_coef": _NON_NEGATIVE, "entropy_coef": _NON_NEGATIVE,
-    "value_learning_rate": _NON_NEGATIVE, "max_grad_norm": _POSITIVE, "beta": _POSITIVE,
-    "dpop_lambda": _NON_NEGATIVE, "max_pairs": _AT_LEAST_1, "min_grade_gap": _NON_NEGATIVE,
-    "min_score_gap": _NON_NEGATIVE, "self_samples": _AT_LEAST_1, "self_prompts": _AT_LEAST_1,
-    "pgcl_gold_weight": _NON_NEGATIVE, "pgcl_fail_weight": _NON_NEGATIVE, "stage1_max_steps": _AT_LEAST_1,
-    "structure_eval_prompts": _AT_LEAST_1, "samples_per_prompt": _AT_LEAST_1, "gen_batch_size": _AT_LEAST_1,
-    "max_jokes": _AT_LEAST_1, "max_retries": _NON_NEGATIVE, "retry_temperature": _POSITIVE,
-    "pair_min_grade_gap": Range(0, 1), "ensemble_k": _NON_NEGATIVE, "gold_eval_steps": _NON_NEGATIVE,
-}
-
-
 # TRL / transformers settings passed through under their own names (trainer_args) that those libraries only
 # check when training starts, or never (gradient_accumulation_steps 0 ends in a ZeroDivisionError after loading)
 TRAINER_RANGES = {
@@ -644,15 +687,15 @@ TRAINER_RANGES = {
 
 
 def check_ranges(cfg) -> None:
-    """Refuse a numeric field outside its range (RANGES), or a pass-through trainer setting outside its range
-    (TRAINER_RANGES), naming it, before anything loads.
+    """Refuse a numeric field outside its range (its metadata's "range"), or a pass-through trainer setting outside
+    its range (TRAINER_RANGES), naming it, before anything loads.
 
     >>> check_ranges(PPOArgs(kl_beta=-1.0))
     Traceback (most recent call last):
     ValueError: kl_beta must be >= 0, got -1.0
     """
     for f in fields(cfg):
-        value, allowed = getattr(cfg, f.name), RANGES.get(f.name)
+        value, allowed = getattr(cfg, f.name), f.metadata.get("range")
         if allowed is None or value is None or isinstance(value, bool):
             continue
         if isinstance(value, float) and not math.isfinite(value):

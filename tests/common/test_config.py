@@ -64,3 +64,57 @@ def test_exponent_floats_without_a_dot_are_numbers(tmp_path):
     with pytest.raises(ValueError, match="'learning_rate' must be a number, got 'fast'"):
         parse_config(SFTArgs, "sft", ["--learning_rate", "fast"])
     assert parse_config(GRPOArgs, "grpo", ["--reward_weights", "seed"]).reward_weights["words"]["rm_reward"] == 0.55
+
+
+# Numeric fields that take any value, each with the reason (none today: every numeric field has a range).
+UNBOUNDED_NUMERIC_FIELDS: dict[str, str] = {}
+
+
+def test_every_numeric_field_carries_its_range_and_its_default_is_in_it():
+    import dataclasses
+    import typing
+
+    from common.stage_configs import Range
+    from common.stages import SECTIONS
+
+    numeric = {int, float, int | None, float | None}
+    missing = []
+    for cls in set(SECTIONS.values()):
+        hints = typing.get_type_hints(cls)
+        for f in dataclasses.fields(cls):
+            if hints[f.name] not in numeric or f.name in UNBOUNDED_NUMERIC_FIELDS:
+                continue
+            allowed = f.metadata.get("range")
+            if not isinstance(allowed, Range):
+                missing.append(f"{cls.__name__}.{f.name}")
+            elif f.default is not None and f.default is not dataclasses.MISSING:
+                assert f.default in allowed, f"{cls.__name__}.{f.name}: default {f.default} not {allowed}"
+    assert not missing, f"numeric fields without metadata['range']: {sorted(missing)}"
+
+
+def test_a_value_outside_a_fields_range_is_refused_naming_the_field():
+    from common.stage_configs import PPOArgs, RMArgs
+
+    with pytest.raises(ValueError, match="kl_beta must be >= 0, got -1.0"):
+        parse_config(PPOArgs, "ppo", ["--kl_beta", "-1"])
+    # a name defined in several classes carries its range in each
+    with pytest.raises(ValueError, match="max_length must be >= 1, got 0"):
+        parse_config(RMArgs, "rm", ["--max_length", "0"])
+    with pytest.raises(ValueError, match=r"max_length must be >= 1, got 0"):
+        parse_config(SFTArgs, "sft", ["--max_length", "0"])
+    with pytest.raises(ValueError, match=r"test_size must be in \(0, 1\), got 1.0"):
+        parse_config(RMArgs, "rm", ["--test_size", "1"])
+    assert parse_config(PPOArgs, "ppo", ["--kl_beta", "0"]).kl_beta == 0.0     # the bound itself is allowed
+
+
+def test_help_shows_a_fields_range(capsys):
+    from common.stage_configs import EvalArgs, PPOArgs
+
+    with pytest.raises(SystemExit):
+        parse_config(PPOArgs, "ppo", ["--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "too large stops learning. (must be >= 0)" in text            # kl_beta's help, then its range
+    assert "--gamma GAMMA Discount over completion tokens (1: the joke is one episode). (must be in [0, 1])" in text
+    with pytest.raises(SystemExit):                                       # a literal % in a help text is no format
+        parse_config(EvalArgs, "eval", ["--help"])
+    assert "95 % intervals. (must be >= 1)" in " ".join(capsys.readouterr().out.split())
