@@ -44,6 +44,15 @@ _NON_NEGATIVE = Range(0)
 _POSITIVE = Range(0, low_open=True)
 _SHARE = Range(0, 1)
 
+def model_dirs(spec: str) -> list[Path]:
+    """The directories of a comma-separated list of trained models ('a' or 'a,b,c').
+
+    >>> [str(p) for p in model_dirs("runs/x/rm_pairwise/final, runs/jokes/rm_pairwise/final")]
+    ['runs/x/rm_pairwise/final', 'runs/jokes/rm_pairwise/final']
+    """
+    return [Path(part.strip()) for part in spec.split(",") if part.strip()]
+
+
 SEED_REWARD_WEIGHTS = {
     # the seed authors' formula. A *_penalty gets a negative weight.
     "headline": {"rm_reward": 0.75, "length_reward": 0.20, "repetition_penalty": -0.15},
@@ -196,7 +205,8 @@ class RewardModelArgs:
 
     ranking_model: str | None = field(default=None, metadata={
         "help": "Trained ranking reward model (train_rm.py --rm_objective pairwise|rating) behind the component "
-                "rank_reward. None: <runs_dir>/<run_name>/rm_pairwise/final."})
+                "rank_reward; several, comma-separated: the mean of their scores (a Humicroedit RM and one that "
+                "also learnt from jokes). None: <runs_dir>/<run_name>/rm_pairwise/final."})
 
     rm_ensemble: list[str] = field(default_factory=list, metadata={
         "help": "Trained humor classifiers (2 or more: other seeds or backbones) behind the components "
@@ -209,8 +219,10 @@ class RewardModelArgs:
     def reward_model_dir(self) -> Path:
         return Path(self.reward_model) if self.reward_model else Path(self.runs_dir) / self.run_name / "rm" / "final"
 
-    def ranking_model_dir(self) -> Path:
-        return Path(self.ranking_model) if self.ranking_model else Path(self.runs_dir) / self.run_name / "rm_pairwise" / "final"
+    def ranking_model_dirs(self) -> list[Path]:
+        if not self.ranking_model:
+            return [Path(self.runs_dir) / self.run_name / "rm_pairwise" / "final"]
+        return model_dirs(self.ranking_model)
 
 
 @dataclass

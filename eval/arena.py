@@ -39,13 +39,13 @@ from common.config import parse_config
 from common.generation import adds_special_tokens, fit_prompt
 from common.io import atomic_write_text, read_jsonl
 from common.models import load_base_policy
-from common.stage_configs import EvalArgs
+from common.stage_configs import EvalArgs, model_dirs
 from common.stages import RL_STAGES
 from common.stats import bootstrap_mean_ci, longer_first
 from data.preferences import load_votes, vote_counts
 from data.prompts import format_for_model
 from eval.metrics import best_of_rows, read_named_outputs
-from reward.model import RM_META, EnsembleRewardModel, HumorRewardModel, RankingRewardModel, load_scorer
+from reward.model import RM_META, HumorRewardModel, RankingRewardModel, mean_scorer
 
 ELO_PER_NAT = 400 / math.log(10)      # Elo points per unit of log-strength (a 10x odds ratio is 400 points)
 ELO_MEAN = 1000.0
@@ -225,19 +225,11 @@ def component_scorer(cfg, name: str):
     """The model behind a model component (the run's preference or humor RM), to score texts the outputs do not
     hold: people's votes."""
     if name == "rank_reward":
-        return RankingRewardModel(cfg.ranking_model_dir(), cfg.rm_batch_size, cfg.rm_max_length)
+        return mean_scorer(cfg.ranking_model_dirs(), cfg.rm_batch_size, cfg.rm_max_length, RankingRewardModel)
     if name == "rm_reward":
         return HumorRewardModel(cfg.reward_model_dir(), cfg.rm_batch_size, cfg.rm_max_length)
     raise ValueError(f"arena_votes with arena_judge component:{name}: only rank_reward or rm_reward can score "
                      f"people's jokes; judge with rm:<dir> instead")
-
-
-def rm_judge_scorer(target: str, batch_size: int, max_length: int):
-    """The scorer behind an 'rm:' judge: one trained reward model directory, or several separated by commas (seeds,
-    data sets or backbones), averaged over their scores in (0, 1), each centred on its own training texts."""
-    dirs = [d.strip() for d in target.split(",") if d.strip()]
-    members = [load_scorer(d, batch_size, max_length) for d in dirs]
-    return members[0] if len(members) == 1 else EnsembleRewardModel(members, k=0.0)
 
 
 def load_judge(spec: str, cfg, outputs: dict[str, list[dict]]):
@@ -252,7 +244,8 @@ def load_judge(spec: str, cfg, outputs: dict[str, list[dict]]):
             raise ValueError(f"arena_judge {spec}: {missing} of {len(rows)} outputs carry no '{target}' score")
         return ScoreJudge(spec, precomputed={(r["prompt"], r["text"]): r[target] for r in rows})
     if kind == "rm":
-        return ScoreJudge(spec, rm_judge_scorer(target, cfg.rm_batch_size, cfg.rm_max_length))
+        # one trained RM directory, or several (seeds, data sets, backbones): the mean of their (0, 1) scores
+        return ScoreJudge(spec, mean_scorer(model_dirs(target), cfg.rm_batch_size, cfg.rm_max_length))
     if kind == "llm":
         model, tokenizer = load_base_policy(target)
         return LLMJudge(spec, model, tokenizer)
@@ -416,7 +409,8 @@ def training_rewards(run_dir: Path) -> tuple[set[str], set[Path]]:
             if "rm_reward" in weighted:
                 dirs.add(Path(config.get("reward_model") or run_dir / "rm" / "final").resolve())
             if "rank_reward" in weighted:
-                dirs.add(Path(config.get("ranking_model") or run_dir / "rm_pairwise" / "final").resolve())
+                dirs |= {d.resolve() for d in model_dirs(config.get("ranking_model") or
+                                                         str(run_dir / "rm_pairwise" / "final"))}
     return names, dirs
 
 
@@ -427,7 +421,7 @@ def independence_note(spec: str, run_dir: Path) -> tuple[bool, str]:
     names, dirs = training_rewards(run_dir)
     if kind == "component" and target in names:
         return False, f"**The judge `{target}` is a reward the RL policies trained on: not an independent judge.**"
-    if kind == "rm" and any(Path(d.strip()).resolve() in dirs for d in target.split(",")):
+    if kind == "rm" and any(d.resolve() in dirs for d in model_dirs(target)):
         return False, "**The judge is (or holds) a reward model the RL policies trained on: not an independent judge.**"
     return True, "The judge is not a reward the RL policies trained on."
 
@@ -437,8 +431,8 @@ def judge_model_dirs(spec: str, cfg) -> list[Path]:
     each directory of rm:<dir>,...; none for an LLM or a score the outputs carry without a model."""
     kind, _, target = spec.partition(":")
     if kind == "component":
-        return {"rank_reward": [cfg.ranking_model_dir()], "rm_reward": [cfg.reward_model_dir()]}.get(target, [])
-    return [Path(d.strip()) for d in target.split(",") if d.strip()] if kind == "rm" else []
+        return {"rank_reward": cfg.ranking_model_dirs(), "rm_reward": [cfg.reward_model_dir()]}.get(target, [])
+    return model_dirs(target) if kind == "rm" else []
 
 
 def sample_note(spec: str, cfg) -> str:

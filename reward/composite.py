@@ -24,7 +24,7 @@ from common.stage_configs import HUMOR_COMPONENTS
 from data.loaders import TaskPrompt
 from data.prompts import prompt_text, task_theme
 from reward import components as C
-from reward.model import EnsembleRewardModel, HumorRewardModel, RankingRewardModel, load_scorer
+from reward.model import EnsembleRewardModel, HumorRewardModel, RankingRewardModel, load_scorer, mean_scorer
 
 # The one registry: component name -> builder(reward config, reward model or None) -> callable.
 COMPONENTS = {
@@ -38,9 +38,11 @@ COMPONENTS = {
     "empty_penalty": lambda cfg, rm: C.empty_penalty,
     "degenerate_penalty": lambda cfg, rm: C.make_degenerate_penalty(cfg.repetition_ngram, cfg.repetition_threshold,
                                                                     cfg.gibberish_threshold),
-    # a ranking reward model's (0, 1) score (reward/model.py RankingRewardModel); rm_reward's model is not needed
+    # a ranking reward model's (0, 1) score (reward/model.py RankingRewardModel), or several models' mean;
+    # rm_reward's model is not needed
     "rank_reward": lambda cfg, rm: C.make_rm_reward(
-        RankingRewardModel(cfg.ranking_model_dir(), cfg.rm_batch_size, cfg.rm_max_length), name="rank_reward"),
+        mean_scorer(cfg.ranking_model_dirs(), cfg.rm_batch_size, cfg.rm_max_length, RankingRewardModel),
+        name="rank_reward"),
     # mean - ensemble_k * std of the rm_ensemble classifiers' P(humor); ensemble_std is their disagreement
     "ensemble_reward": lambda cfg, rm: C.make_rm_reward(load_ensemble(cfg), name="ensemble_reward"),
     "ensemble_std": lambda cfg, rm: C.make_ensemble_std(load_ensemble(cfg)),

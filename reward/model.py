@@ -148,6 +148,14 @@ class EnsembleRewardModel:
         return (mean - self.k * std).tolist()
 
 
+def mean_scorer(dirs: list[Path], batch_size: int = 32, max_length: int = 256, kind=None):
+    """One scorer for one or several trained reward model directories: the model itself, or the mean of their
+    (0, 1) scores, each centred on its own training texts (an EnsembleRewardModel with k = 0). kind: the class to
+    load each with (RankingRewardModel, ...); None: whichever its objective is (load_scorer)."""
+    members = [(kind or load_scorer)(d, batch_size, max_length) for d in dirs]
+    return members[0] if len(members) == 1 else EnsembleRewardModel(members, k=0.0)
+
+
 def load_scorer(path: str | Path, batch_size: int = 32, max_length: int = 256):
     """The reward model a trained directory holds, whichever its objective: a HumorRewardModel (P(humor)) for a
     classifier, a RankingRewardModel (its centred sigmoid) for a pairwise or rating model."""

@@ -294,6 +294,15 @@ def test_an_rm_judge_of_several_directories_is_their_mean_and_names_a_trained_on
         {"reward_weights": {"words": {"rank_reward": 1.0}}, "ranking_model": dirs[1]}))
     assert not independence_note("rm:" + ",".join(dirs), run_dir)[0]
     assert independence_note(f"rm:{dirs[0]}", run_dir)[0]
+    # the same mean as GRPO's humor term: rank_reward behind --ranking_model <dir>,<dir>
+    from common.stage_configs import RewardArgs
+    from reward.composite import build_components, score
+    cfg = RewardArgs(ranking_model=",".join(dirs), reward_weights={"headline": {"rank_reward": 1.0}})
+    out = score(build_components(cfg), texts, ["headline"] * 3, cfg.reward_weights, lang=["en"] * 3)
+    assert out["rank_reward"] == pytest.approx([(a + b) / 2 for a, b in zip(*members)], abs=1e-6)
+    (run_dir / "grpo" / "config.yaml").write_text(yaml.safe_dump(
+        {"reward_weights": {"words": {"rank_reward": 1.0}}, "ranking_model": ",".join(dirs)}))
+    assert not independence_note(f"rm:{dirs[0]}", run_dir)[0]            # a member of GRPO's ensemble reward
 
 
 def test_a_judge_that_learnt_from_the_shipped_sample_is_flagged_and_one_from_people_is_not(tmp_path):
