@@ -1,8 +1,8 @@
 """The one list of the pipeline's stages and tools: name, entry point, config class, what it leaves behind.
 
-Presets (common/config.py) read their sections from it (a section may lay its keys over a parent's), evaluation takes its default policies and report rows from
-it, and sweeps find the RL stage they run in it. A stage's entry point is `main(argv)` in `module`; its outputs go
-to <runs_dir>/<run_name>/<name>/.
+Presets (common/config.py) read their sections from it (a section may lay its keys over a parent's), evaluation
+takes its default policies and report rows from it, and sweeps find the RL stage they run in it. A stage's entry
+point is `main(argv)` in `module`; its outputs go to <runs_dir>/<run_name>/<name>/.
 """
 
 from __future__ import annotations

@@ -7,10 +7,11 @@
 
 Battles: two policies' outputs for the same prompt id (sample k against sample k) go to a judge that should not
 be the reward the policies trained on: a trained reward model of another data set, seed or backbone
-(`rm:<dir>`, or `rm:<dir>,<dir>,...` for the mean of an ensemble), a score column the outputs already carry (`component:<name>`), or an instruct LM asked which of two
-jokes is funnier (`llm:<model>`). Every battle is judged in both orders; the two verdicts are averaged, so a judge
-that always picks the first joke gives ties, and the share of battles whose two orders agree is reported as the
-judge's position consistency. A verdict within `arena_tie_margin` of 0.5 is a tie.
+(`rm:<dir>`, or `rm:<dir>,<dir>,...` for the mean of an ensemble), a score column the outputs already carry
+(`component:<name>`), or an instruct LM asked which of two jokes is funnier (`llm:<model>`). Every battle is
+judged in both orders; the two verdicts are averaged, so a judge that always picks the first joke gives ties, and
+the share of battles whose two orders agree is reported as the judge's position consistency. A verdict within
+`arena_tie_margin` of 0.5 is a tie.
 
 Ratings: Bradley-Terry by maximum likelihood (ties count half a win for each side), on the Elo scale
 (400 / ln 10 per unit of log-strength, mean 1000), with 95 % intervals from a bootstrap over prompts; plus the
@@ -45,7 +46,7 @@ from common.stats import bootstrap_mean_ci, longer_first
 from data.preferences import load_votes, vote_counts
 from data.prompts import format_for_model
 from eval.metrics import best_of_rows, read_named_outputs
-from reward.model import RM_META, HumorRewardModel, RankingRewardModel, mean_scorer
+from reward.model import RM_META, HumorRewardModel, RankingRewardModel, mean_scorer, read_meta
 
 ELO_PER_NAT = 400 / math.log(10)      # Elo points per unit of log-strength (a 10x odds ratio is 400 points)
 ELO_MEAN = 1000.0
@@ -440,8 +441,7 @@ def sample_note(spec: str, cfg) -> str:
     (a reward model trained without --data_dir or votes): its leaderboard then shows the arena working, not what
     people prefer."""
     for directory in judge_model_dirs(spec, cfg):
-        meta = directory / RM_META
-        if meta.is_file() and json.loads(meta.read_text(encoding="utf-8")).get("trained_on_sample"):
+        if (directory / RM_META).is_file() and read_meta(directory).get("trained_on_sample"):
             return (f"**The judge ({directory}) learnt from the few pairs shipped for tests, not from people's "
                     f"choices at scale: this leaderboard shows the arena working, not which policy people prefer. "
                     f"Train the preference RM with --data_dir (Humicroedit) or --vote_sources for a judge worth "
@@ -478,7 +478,8 @@ def run_arena(cfg, outputs: dict[str, list[dict]], out_dir: Path, report_dir: Pa
     independent, note = independence_note(cfg.arena_judge, cfg.run_dir())
     warning = sample_note(cfg.arena_judge, cfg)
     note = f"{note} {warning}" if warning else note
-    result.update(judge_independent=independent, judge_trained_on_sample=bool(warning), seconds=round(time.time() - t0, 1),
+    result.update(judge_independent=independent, judge_trained_on_sample=bool(warning),
+                  seconds=round(time.time() - t0, 1),
                   best_of={name: {"n": cfg.samples_per_prompt, "rank_by": cfg.rank_by} for name in cfg.arena_best_of})
     lines = arena_markdown(result, "plots/arena.png", note)
     if cfg.arena_votes:

@@ -129,6 +129,7 @@ def train_ranking(cfg: RMArgs) -> dict:
     chosen languages; its meta records the training scores' mean and std, so that the reward component
     rank_reward = sigmoid((score - mean) / std) sits in (0, 1) like P(humor)."""
     stage = cfg.stage_name
+    on_sample = not cfg.data_dir and not cfg.vote_sources      # the shipped test sample: says nothing about people
     sources, pairs, graded, held_out, themes = ranking_data(cfg)
     if cfg.dry_run:
         size = len(pairs) if cfg.rm_objective == "pairwise" else len(graded)
@@ -178,8 +179,7 @@ def train_ranking(cfg: RMArgs) -> dict:
         (directory / RM_META).write_text(json.dumps(
             {"backbone": cfg.rm_backbone, "objective": cfg.rm_objective, "center": center, "scale": scale,
              "with_prompt": cfg.with_prompt, "max_length": cfg.max_length, "graded_sources": [s.name for s in sources],
-             "langs": sorted({s.lang for s in sources}), "trained_on_sample": not cfg.data_dir and not cfg.vote_sources},
-            indent=2))
+             "langs": sorted({s.lang for s in sources}), "trained_on_sample": on_sample}, indent=2))
 
     save_atomically(out / "final", save)
     where = "" if cfg.data_dir else " (the shipped sample: a slice of the training rows, for tests only)"
@@ -202,7 +202,7 @@ def train_ranking(cfg: RMArgs) -> dict:
     return finish_stage(out, stage, {
         "objective": cfg.rm_objective, "held_out": metrics, "train_size": size, "steps": trainer.state.global_step,
         "graded_sources": [s.name for s in sources], "center": center, "scale": scale, "update_check": moved,
-        "held_out_is_sample": not cfg.data_dir and not cfg.vote_sources, "with_prompt": cfg.with_prompt,
+        "held_out_is_sample": on_sample, "with_prompt": cfg.with_prompt,
         "model_dir": str(out / "final")}, report, started, headline=headline)
 
 
